@@ -1,0 +1,23 @@
+"""The daemon's API: every route, wired to one engine."""
+
+from __future__ import annotations
+
+from supervisor.api import containers, images, system
+from supervisor.api.request import Request
+from supervisor.api.responses import JSONResponse
+from supervisor.api.router import Router
+from supervisor.reactor.engine import Engine
+
+
+def build_router(engine: Engine) -> Router:
+    router = Router()
+    router.route("GET", "/_ping", system.ping)
+    router.route("GET", "/version", system.version)
+
+    async def info(_request: Request) -> JSONResponse:
+        return JSONResponse(system.info_json(engine))
+
+    router.route("GET", "/info", info)
+    containers.register(router, engine)
+    images.register(router, engine)
+    return router

@@ -1,0 +1,147 @@
+"""`POST /containers/create` bodies (Docker's Config + HostConfig) -> ContainerSpec.
+
+Every field is type-checked with a message naming it; features corral
+does not have yet are refused by name when set, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from supervisor.errors import InvalidArgument
+from supervisor.isolation.cgroups.resources import Resources
+from supervisor.reactor.model import ContainerSpec, RestartPolicy
+
+# Set to anything but their zero value, these ask for what corral cannot do yet.
+_UNSUPPORTED_HOST_CONFIG = (
+    "Binds", "Mounts", "PortBindings", "Devices", "Privileged", "Tmpfs", "VolumesFrom", "Links",
+    "ReadonlyRootfs", "PublishAllPorts", "Dns", "DnsSearch", "ExtraHosts", "GroupAdd", "IpcMode",
+    "PidMode", "UTSMode", "UsernsMode", "Sysctls", "Runtime", "Ulimits", "DeviceRequests",
+)
+_NETWORK_MODES = ("", "default", "bridge", "none")
+_RESTART_POLICIES = ("", "no", "on-failure", "always", "unless-stopped")
+
+
+def _field(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _get(body: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) and kind in (int, float):
+        raise InvalidArgument(f"invalid {_field(where, key)}: expected a number, got a boolean")
+    if not isinstance(value, kind):
+        expected = {str: "a string", int: "an integer", bool: "a boolean", dict: "an object", list: "a list"}.get(
+            kind if isinstance(kind, type) else kind[0], str(kind)
+        )
+        raise InvalidArgument(f"invalid {_field(where, key)}: expected {expected}, got {type(value).__name__}")
+    return value
+
+
+def _str_list(body: dict[str, Any], key: str, where: str = "", *, allow_string: bool = False) -> tuple[str, ...] | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if allow_string and isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidArgument(f"invalid {_field(where, key)}: expected a list of strings")
+    return tuple(value)
+
+
+def _str_map(body: dict[str, Any], key: str, where: str = "") -> dict[str, str]:
+    value = body.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise InvalidArgument(f"invalid {_field(where, key)}: expected an object of strings")
+    return dict(value)
+
+
+def _is_set(value: Any) -> bool:
+    return value not in (None, False, 0, "", [], {})
+
+
+def _resources(host: dict[str, Any]) -> Resources:
+    where = "HostConfig"
+    pids_limit = _get(host, "PidsLimit", where, int, None)
+    return Resources(
+        memory=_get(host, "Memory", where, int, 0) or None,
+        memory_swap=_get(host, "MemorySwap", where, int, 0) or None,
+        pids_limit=pids_limit if pids_limit and pids_limit > 0 else None,
+        nano_cpus=_get(host, "NanoCpus", where, int, 0) or None,
+        cpu_shares=_get(host, "CpuShares", where, int, 0) or None,
+        cpuset_cpus=_get(host, "CpusetCpus", where, str, "") or None,
+    )
+
+
+def _restart_policy(host: dict[str, Any]) -> RestartPolicy:
+    policy = _get(host, "RestartPolicy", "HostConfig", dict, {})
+    name = _get(policy, "Name", "HostConfig.RestartPolicy", str, "") or "no"
+    if name not in _RESTART_POLICIES:
+        raise InvalidArgument(f"invalid restart policy {name!r}: expected no, on-failure, always or unless-stopped")
+    retries = _get(policy, "MaximumRetryCount", "HostConfig.RestartPolicy", int, 0)
+    if retries and name != "on-failure":
+        raise InvalidArgument(f"maximum retry count cannot be used with restart policy '{name}'")
+    if retries < 0:
+        raise InvalidArgument("maximum retry count cannot be negative")
+    return RestartPolicy(name=name, max_retries=retries)  # type: ignore[arg-type]
+
+
+def _no_new_privileges(security_opt: tuple[str, ...]) -> bool:
+    enabled = False
+    for option in security_opt:
+        key, sep, value = option.partition("=" if "=" in option else ":")
+        if key == "no-new-privileges":
+            enabled = not sep or value.lower() in ("true", "1", "")
+            continue
+        raise InvalidArgument(f"invalid --security-opt: {option!r} is not supported (only no-new-privileges)")
+    return enabled
+
+
+def parse_create_body(body: Any) -> ContainerSpec:
+    if not isinstance(body, dict):
+        raise InvalidArgument("invalid create request: the body must be a JSON object")
+    image = _get(body, "Image", "", str, "")
+    if not image:
+        raise InvalidArgument("Config cannot be empty in order to create a container: Image is required")
+    host = _get(body, "HostConfig", "", dict, {})
+    for key in _UNSUPPORTED_HOST_CONFIG:
+        if _is_set(host.get(key)):
+            raise InvalidArgument(f"HostConfig.{key} is not supported by corral yet")
+    network_mode = _get(host, "NetworkMode", "HostConfig", str, "")
+    if network_mode not in _NETWORK_MODES:
+        raise InvalidArgument(f"network mode {network_mode!r} is not supported by corral yet (containers get loopback only)")
+    if _is_set(body.get("ExposedPorts")):
+        raise InvalidArgument("ExposedPorts is not supported by corral yet")
+    if _is_set(body.get("Healthcheck")):
+        raise InvalidArgument("Healthcheck is not supported by corral yet")
+    stop_timeout = _get(body, "StopTimeout", "", int, None)
+    entrypoint = _str_list(body, "Entrypoint", allow_string=True)
+    if entrypoint == ("",):
+        entrypoint = ()  # `--entrypoint ""`: reset the image's entrypoint
+    return ContainerSpec(
+        image=image,
+        image_id="",
+        cmd=_str_list(body, "Cmd", allow_string=True),
+        entrypoint=entrypoint,
+        env=_str_list(body, "Env") or (),
+        working_dir=_get(body, "WorkingDir", "", str, ""),
+        user=_get(body, "User", "", str, ""),
+        hostname=_get(body, "Hostname", "", str, ""),
+        domainname=_get(body, "Domainname", "", str, ""),
+        labels=_str_map(body, "Labels"),
+        tty=_get(body, "Tty", "", bool, False),
+        open_stdin=_get(body, "OpenStdin", "", bool, False),
+        stdin_once=_get(body, "StdinOnce", "", bool, False),
+        stop_signal=_get(body, "StopSignal", "", str, "") or None,
+        stop_timeout=stop_timeout,
+        resources=_resources(host),
+        cap_add=_str_list(host, "CapAdd", "HostConfig") or (),
+        cap_drop=_str_list(host, "CapDrop", "HostConfig") or (),
+        no_new_privileges=_no_new_privileges(_str_list(host, "SecurityOpt", "HostConfig") or ()),
+        auto_remove=_get(host, "AutoRemove", "HostConfig", bool, False),
+        restart_policy=_restart_policy(host),
+    )

@@ -1,0 +1,72 @@
+"""`corral`: the command line. Talks to the daemon over its socket, like the docker CLI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from supervisor.cli import containers, images, run
+from supervisor.cli.client import ClientError, DaemonUnreachable, resolve_socket
+from supervisor.cli.context import CliContext, CommandFailed
+from supervisor.errors import CorralError
+from supervisor.logs import configure
+
+
+def cmd_daemon(_ctx: CliContext, args: argparse.Namespace) -> int:
+    import trio
+
+    from supervisor.daemon import DaemonAlreadyRunning, DaemonOptions, run_daemon
+
+    configure(level=args.log_level)
+    options = DaemonOptions(root=Path(args.root), run_dir=Path(args.run_dir), cgroup_parent=args.cgroup_parent)
+    try:
+        trio.run(run_daemon, options)
+    except DaemonAlreadyRunning as err:
+        raise CommandFailed(str(err)) from None
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="corral", description="A container engine and supervisor for one host.")
+    parser.add_argument("-H", "--host", help="daemon socket to connect to (unix:///run/corral/corral.sock)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    daemon = commands.add_parser("daemon", help="run the corral daemon")
+    daemon.add_argument("--root", default="/var/lib/corral", help="state directory")
+    daemon.add_argument("--run-dir", default="/run/corral", help="runtime directory (sockets)")
+    daemon.add_argument("--cgroup-parent", default="corral", help="parent cgroup for containers")
+    daemon.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    daemon.set_defaults(func=cmd_daemon)
+
+    run.register(commands)
+    containers.register(commands)
+    images.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "daemon":
+        configure(level="warning")
+    try:
+        ctx = CliContext(socket=resolve_socket(args.host, os.environ))
+        return int(args.func(ctx, args))
+    except CommandFailed as err:
+        sys.stderr.write(f"corral: {err}\n")
+        return err.exit_code
+    except DaemonUnreachable as err:
+        sys.stderr.write(f"corral: {err}\n")
+        return 125 if args.command in ("run", "create") else 1
+    except (CorralError, ClientError) as err:
+        sys.stderr.write(f"corral: {err}\n")
+        return 125
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""`corral daemon`: one trio run holding the launcher link, the engine and the API server."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+import trio
+
+from supervisor.api.app import build_router
+from supervisor.api.http import serve_unix
+from supervisor.isolation.cgroups import detect
+from supervisor.isolation.launcher.client import open_launcher
+from supervisor.reactor.engine import EngineConfig, open_engine
+from supervisor.storage.images import ImageStore
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_ROOT = Path("/var/lib/corral")
+DEFAULT_RUN_DIR = Path("/run/corral")
+DEFAULT_CGROUP_PARENT = "corral"
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    root: Path = DEFAULT_ROOT
+    run_dir: Path = DEFAULT_RUN_DIR
+    cgroup_parent: str = DEFAULT_CGROUP_PARENT
+
+    @property
+    def socket(self) -> Path:
+        return self.run_dir / "corral.sock"
+
+
+class DaemonAlreadyRunning(Exception):
+    pass
+
+
+def _lock_root(root: Path) -> int:
+    fd = os.open(root / "daemon.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DaemonAlreadyRunning(f"another corral daemon is using {root}") from None
+    return fd
+
+
+async def _stop_on_signals(cancel_scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("daemon.stopping", signal=signal.Signals(signum).name)
+            cancel_scope.cancel()
+            return
+
+
+async def run_daemon(options: DaemonOptions, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    options.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+    options.run_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+    lock_fd = _lock_root(options.root)
+    try:
+        images = ImageStore(options.root)
+        cgroups = detect()
+        async with open_launcher(options.run_dir) as launcher:
+            config = EngineConfig(root=options.root, run_dir=options.run_dir, cgroup_parent=options.cgroup_parent)
+            async with open_engine(config, images=images, cgroups=cgroups, launcher=launcher) as engine:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
+                    await nursery.start(serve_unix, options.socket, build_router(engine))
+                    log.info(
+                        "daemon.ready",
+                        socket=str(options.socket),
+                        root=str(options.root),
+                        cgroups=cgroups.version,
+                        pid=os.getpid(),
+                    )
+                    task_status.started()
+    finally:
+        os.close(lock_fd)
+    log.info("daemon.stopped")

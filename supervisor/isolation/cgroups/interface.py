@@ -1,0 +1,103 @@
+"""The driver interface shared by the v1 (and hybrid) and v2 drivers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from supervisor.errors import InvalidArgument
+from supervisor.isolation.cgroups.resources import Resources
+
+CgroupVersion = Literal["1", "2"]
+
+
+class LimitRejected(InvalidArgument):
+    """The kernel refused a limit (e.g. a memory limit below current usage)."""
+
+
+@dataclass(frozen=True)
+class CpuStats:
+    """CPU time used and CFS throttling, in microseconds and periods."""
+
+    usage_usec: int
+    nr_periods: int
+    nr_throttled: int
+    throttled_usec: int
+
+
+class Cgroup(Protocol):
+    """One container's cgroup, in every hierarchy the driver uses."""
+
+    @property
+    def path(self) -> str:
+        """The cgroup path as /proc/PID/cgroup shows it: "/corral/abc"."""
+        ...
+
+    @property
+    def paths(self) -> Mapping[str, str]:
+        """Hierarchy label ("memory", "name=systemd", "unified") -> directory."""
+        ...
+
+    def procs_files(self) -> list[str]:
+        """Every cgroup.procs a process writes "0" into to join this cgroup."""
+        ...
+
+    def pids(self) -> list[int]:
+        """The processes in the cgroup now."""
+        ...
+
+    def kill(self) -> None:
+        """SIGKILL every process in the cgroup (does not wait for them to exit)."""
+        ...
+
+    def is_populated(self) -> bool: ...
+
+    def events_file(self) -> str | None:
+        """The v2 cgroup.events file to watch with inotify; None without v2."""
+        ...
+
+    def oom_kill_count(self) -> int: ...
+
+    def cpu_stats(self) -> CpuStats: ...
+
+    def memory_usage(self) -> int: ...
+
+    def pids_current(self) -> int: ...
+
+    def update(self, resources: Resources) -> None:
+        """Write the limits set in `resources`; fields that are None stay as they are."""
+        ...
+
+    def remove(self) -> bool:
+        """rmdir the cgroup everywhere; idempotent; False (and logged) if a dir stays."""
+        ...
+
+
+class CgroupDriver(Protocol):
+    """Creates and finds containers' cgroups; one per daemon, chosen by detect()."""
+
+    @property
+    def version(self) -> CgroupVersion:
+        """ "1" (v1 or hybrid) or "2", as `docker info` reports CgroupVersion."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """`docker info`'s CgroupDriver: always "cgroupfs"."""
+        ...
+
+    def create(self, parent: str, name: str, resources: Resources) -> Cgroup:
+        """Make the cgroup `name` under `parent` (made too if absent) with `resources`.
+
+        On failure nothing this call made is left behind.
+        """
+        ...
+
+    def open(self, parent: str, name: str) -> Cgroup:
+        """The existing cgroup `name` under `parent`; FileNotFoundError if it is gone."""
+        ...
+
+    def remove_parent(self, parent: str) -> bool:
+        """rmdir `parent` in every hierarchy if it is empty; False if a dir stays."""
+        ...

@@ -1,0 +1,125 @@
+"""A container's cgroup on a v1 host: one dir per hierarchy, plus the unified one."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import structlog
+
+from supervisor.isolation.cgroups.fs import read_int, read_pids, read_pids_tree, read_text, remove_dirs
+from supervisor.isolation.cgroups.interface import CpuStats
+from supervisor.isolation.cgroups.kill import kill_listed, kill_pids
+from supervisor.isolation.cgroups.limits import write_limits
+from supervisor.isolation.cgroups.mountinfo import CgroupMounts
+from supervisor.isolation.cgroups.paths import display, under
+from supervisor.isolation.cgroups.resources import Resources
+from supervisor.isolation.cgroups.v1 import cpu, freezer, mapping, memory, pids
+from supervisor.isolation.cgroups.v2 import core
+
+log = structlog.get_logger(__name__)
+
+UNIFIED = "unified"
+PROCS = "cgroup.procs"
+
+
+@dataclass(frozen=True)
+class V1Cgroup:
+    """Limits and stats through the v1 controllers; membership in every hierarchy
+    mounted (name=systemd included); populated events and cgroup.kill through
+    the v2 unified hierarchy when it is mounted (hybrid)."""
+
+    parts: tuple[str, ...]
+    mounts: CgroupMounts
+
+    @property
+    def path(self) -> str:
+        return display(self.parts)
+
+    @property
+    def paths(self) -> dict[str, str]:
+        dirs = {h.key: under(h.mountpoint, self.parts) for h in self.mounts.v1}
+        if self.mounts.unified is not None:
+            dirs[UNIFIED] = under(self.mounts.unified, self.parts)
+        return dirs
+
+    def controller_dir(self, controller: str) -> str | None:
+        mountpoint = self.mounts.v1_dir(controller)
+        return None if mountpoint is None else under(mountpoint, self.parts)
+
+    def _file(self, controller: str, name: str) -> str:
+        directory = self.controller_dir(controller)
+        if directory is None:
+            raise FileNotFoundError(f"no v1 {controller} hierarchy is mounted")
+        return os.path.join(directory, name)
+
+    @property
+    def _unified(self) -> str | None:
+        return None if self.mounts.unified is None else under(self.mounts.unified, self.parts)
+
+    def procs_files(self) -> list[str]:
+        return [os.path.join(d, PROCS) for d in self.paths.values()]
+
+    def pids(self) -> list[int]:
+        found: set[int] = set()
+        for procs in self.procs_files():
+            found.update(read_pids(procs))
+        return sorted(found)
+
+    def kill(self) -> None:
+        unified = self._unified
+        if unified is not None and core.can_kill(unified):
+            core.kill(unified)
+            return
+        if not self._kill_with_freezer():
+            for procs in self.procs_files():
+                kill_listed(procs)
+
+    def _kill_with_freezer(self) -> bool:
+        """Freeze (no forks meanwhile), SIGKILL each process, thaw; False without a freezer."""
+        freezer_dir = self.controller_dir("freezer")
+        if freezer_dir is None or not os.path.isdir(freezer_dir):
+            return False
+        frozen = freezer.freeze(freezer_dir)
+        try:
+            kill_pids(read_pids_tree(freezer_dir))
+        finally:
+            freezer.thaw(freezer_dir)
+        if not frozen:
+            log.warning("cgroup.freeze_timeout", path=freezer_dir)
+        return True
+
+    def is_populated(self) -> bool:
+        unified = self._unified
+        if unified is not None:
+            return core.populated(unified)
+        return bool(self.pids())
+
+    def events_file(self) -> str | None:
+        unified = self._unified
+        return None if unified is None else os.path.join(unified, core.EVENTS)
+
+    def oom_kill_count(self) -> int:
+        return memory.oom_kills(read_text(self._file("memory", memory.OOM_CONTROL)))
+
+    def cpu_stats(self) -> CpuStats:
+        return cpu.stats(read_text(self._file("cpu", cpu.STAT)), read_int(self._file("cpuacct", cpu.USAGE)))
+
+    def memory_usage(self) -> int:
+        return read_int(self._file("memory", memory.USAGE))
+
+    def pids_current(self) -> int:
+        return read_int(self._file("pids", pids.CURRENT))
+
+    def update(self, resources: Resources) -> None:
+        memory_dir = self.controller_dir("memory")
+        current_limit = -1
+        if memory_dir is not None and os.path.isdir(memory_dir):
+            current_limit = read_int(os.path.join(memory_dir, memory.LIMIT))
+        write_limits(mapping.ordered_writes(resources, current_limit), self.controller_dir)
+
+    def remove(self) -> bool:
+        ok = remove_dirs(self.paths.values())
+        if ok:
+            log.info("cgroup.removed", path=self.path)
+        return ok

@@ -1,0 +1,72 @@
+"""A container's cgroup on a pure v2 host: one directory."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import structlog
+
+from supervisor.isolation.cgroups.fs import read_int, read_pids, read_text, remove_dirs
+from supervisor.isolation.cgroups.interface import CpuStats
+from supervisor.isolation.cgroups.limits import write_limits
+from supervisor.isolation.cgroups.paths import display
+from supervisor.isolation.cgroups.resources import Resources
+from supervisor.isolation.cgroups.v2 import core, cpu, mapping, memory, pids
+
+log = structlog.get_logger(__name__)
+
+UNIFIED = "unified"
+
+
+@dataclass(frozen=True)
+class V2Cgroup:
+    parts: tuple[str, ...]
+    directory: str
+
+    @property
+    def path(self) -> str:
+        return display(self.parts)
+
+    @property
+    def paths(self) -> dict[str, str]:
+        return {UNIFIED: self.directory}
+
+    def _file(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
+    def procs_files(self) -> list[str]:
+        return [self._file(core.PROCS)]
+
+    def pids(self) -> list[int]:
+        return sorted(read_pids(self._file(core.PROCS)))
+
+    def kill(self) -> None:
+        core.kill(self.directory)
+
+    def is_populated(self) -> bool:
+        return core.populated(self.directory)
+
+    def events_file(self) -> str | None:
+        return self._file(core.EVENTS)
+
+    def oom_kill_count(self) -> int:
+        return memory.oom_kills(read_text(self._file(memory.EVENTS)))
+
+    def cpu_stats(self) -> CpuStats:
+        return cpu.stats(read_text(self._file(cpu.STAT)))
+
+    def memory_usage(self) -> int:
+        return read_int(self._file(memory.CURRENT))
+
+    def pids_current(self) -> int:
+        return read_int(self._file(pids.CURRENT))
+
+    def update(self, resources: Resources) -> None:
+        write_limits(mapping.files(resources).items(), lambda _controller: self.directory)
+
+    def remove(self) -> bool:
+        ok = remove_dirs([self.directory])
+        if ok:
+            log.info("cgroup.removed", path=self.path)
+        return ok

@@ -1,0 +1,266 @@
+"""The daemon's side of the launcher: spawn or reconnect, then request/reply.
+
+`open_launcher(run_dir)` is an async context manager yielding a
+`LauncherClient`; a reader task in its own nursery routes each reply to
+the request that awaits it. If the launcher goes away, every pending and
+later request raises `LauncherLost`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import os
+import socket as stdlib_socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+import trio
+
+from supervisor.errors import StartFailed
+from supervisor.isolation.launcher import protocol
+from supervisor.isolation.launcher.server import lock_path_for
+from supervisor.isolation.spec import LaunchSpec
+
+log = structlog.get_logger(__name__)
+
+_CONNECT_ATTEMPTS = 200
+
+
+class LauncherLost(Exception):
+    """The launcher closed its socket or died; its containers may still run."""
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    exit_code: int
+    signal: int | None
+    finished_at: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ExitStatus":
+        return cls(exit_code=data["exit_code"], signal=data.get("signal"), finished_at=data["finished_at"])
+
+
+@dataclass(frozen=True)
+class Started:
+    """A running container process. The caller owns every descriptor here."""
+
+    pid: int
+    pidfd: int
+    stdin_fd: int | None = None
+    pty_fd: int | None = None
+
+
+@dataclass(frozen=True)
+class Adopted:
+    pid: int
+    pidfd: int
+    finished: bool
+    exit: ExitStatus | None
+    pty_fd: int | None = None
+
+
+@dataclass(frozen=True)
+class Known:
+    cid: str
+    pid: int
+    finished: bool
+    exit: ExitStatus | None
+
+
+class _Pending:
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.reply: dict[str, Any] | None = None
+        self.fds: list[int] = []
+
+
+class LauncherClient:
+    def __init__(self, sock: trio.socket.SocketType, pid: int) -> None:
+        self._sock = sock
+        self.pid = pid
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._lost = False
+        self._send_lock = trio.Lock()
+
+    async def _read_replies(self) -> None:
+        try:
+            while True:
+                data, ancdata, _flags, _addr = await self._sock.recvmsg(
+                    protocol.MAX_MESSAGE, protocol.ancillary_space(), stdlib_socket.MSG_CMSG_CLOEXEC
+                )
+                fds = protocol.fds_from_ancillary(ancdata)
+                if not data:
+                    break
+                reply = protocol.decode(data)
+                pending = self._pending.pop(reply.get("id"), None)
+                if pending is None:
+                    for fd in fds:
+                        protocol.close_quietly(fd)
+                    continue
+                pending.reply, pending.fds = reply, fds
+                pending.event.set()
+        except OSError as err:
+            log.warning("launcher.connection_error", error=str(err))
+        finally:
+            self._lost = True
+            for pending in self._pending.values():
+                pending.event.set()
+            self._pending.clear()
+            log.warning("launcher.lost", pid=self.pid)
+
+    async def request(self, op: str, **fields: Any) -> tuple[dict[str, Any], list[int]]:
+        if self._lost:
+            raise LauncherLost("the launcher is gone")
+        request_id = next(self._ids)
+        pending = _Pending()
+        self._pending[request_id] = pending
+        try:
+            async with self._send_lock:
+                await self._sock.sendmsg([protocol.encode({"id": request_id, "op": op, **fields})])
+            await pending.event.wait()
+        finally:
+            self._pending.pop(request_id, None)
+        if pending.reply is None:
+            raise LauncherLost("the launcher is gone")
+        return pending.reply, pending.fds
+
+    async def hello(self) -> int:
+        reply, _ = await self.request("hello")
+        return int(reply["pid"])
+
+    async def start(self, spec: LaunchSpec) -> Started:
+        reply, fds = await self.request("start", spec=spec.to_json())
+        if "error" in reply:
+            for fd in fds:
+                protocol.close_quietly(fd)
+            raise StartFailed(reply["error"], int(reply.get("exit_code", 125)))
+        extra = fds[1] if len(fds) > 1 else None
+        return Started(
+            pid=reply["pid"],
+            pidfd=fds[0],
+            stdin_fd=extra if reply.get("stdin") else None,
+            pty_fd=extra if reply.get("pty") else None,
+        )
+
+    async def wait(self, cid: str) -> ExitStatus | None:
+        """The exit status once the container has exited and its output is in the log; None if unknown."""
+        reply, _ = await self.request("wait", cid=cid)
+        if reply.get("unknown"):
+            return None
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return ExitStatus.from_json(reply["exit"])
+
+    async def adopt(self, cid: str) -> Adopted | None:
+        reply, fds = await self.request("adopt", cid=cid)
+        if reply.get("unknown"):
+            return None
+        return Adopted(
+            pid=reply["pid"],
+            pidfd=fds[0],
+            finished=reply["finished"],
+            exit=ExitStatus.from_json(reply["exit"]) if reply.get("exit") else None,
+            pty_fd=fds[1] if reply.get("pty") and len(fds) > 1 else None,
+        )
+
+    async def known(self) -> list[Known]:
+        reply, _ = await self.request("list")
+        return [
+            Known(
+                cid=e["cid"],
+                pid=e["pid"],
+                finished=e["finished"],
+                exit=ExitStatus.from_json(e["exit"]) if e.get("exit") else None,
+            )
+            for e in reply["containers"]
+        ]
+
+    async def forget(self, cid: str) -> None:
+        reply, _ = await self.request("forget", cid=cid)
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+
+
+async def _connect(path: Path) -> trio.socket.SocketType | None:
+    sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_SEQPACKET)
+    try:
+        await sock.connect(str(path))
+    except (FileNotFoundError, ConnectionRefusedError):
+        sock.close()
+        return None
+    return sock
+
+
+def _launcher_alive(socket_path: Path) -> bool:
+    try:
+        fd = os.open(lock_path_for(str(socket_path)), os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+async def _spawn(socket_path: Path, log_path: Path) -> None:
+    ready_r, ready_w = os.pipe()
+    with open(log_path, "ab") as log_file:
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "supervisor.isolation.launcher", "--socket", str(socket_path), "--ready-fd", str(ready_w), "--detach"],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            pass_fds=(ready_w,),
+            start_new_session=True,
+        )
+    os.close(ready_w)
+    async with trio.lowlevel.FdStream(ready_r) as ready:
+        line = await ready.receive_some(64)
+    # The first process only forks the real launcher and exits, so no daemon ever parents it.
+    code = await process.wait()
+    if not line:
+        raise RuntimeError(f"the launcher exited before it was ready (status {code}); see {log_path}")
+    log.info("launcher.spawned", pid=process.pid)
+
+
+@asynccontextmanager
+async def open_launcher(run_dir: Path) -> AsyncIterator[LauncherClient]:
+    """Connect to this run dir's launcher, starting one if none is alive."""
+    socket_path = run_dir / "launcher.sock"
+    sock = None
+    for _attempt in range(_CONNECT_ATTEMPTS):
+        sock = await _connect(socket_path)
+        if sock is not None:
+            break
+        if _launcher_alive(socket_path):
+            # Starting up or shutting down: either way it settles within milliseconds.
+            await trio.sleep(0.01)
+            continue
+        await _spawn(socket_path, run_dir / "launcher.log")
+    if sock is None:
+        raise RuntimeError(f"cannot reach or start the launcher at {socket_path}")
+    with sock:
+        client = LauncherClient(sock, pid=0)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client._read_replies)
+            try:
+                client.pid = await client.hello()
+            except LauncherLost:
+                raise RuntimeError(f"the launcher at {socket_path} closed the connection") from None
+            log.info("launcher.connected", pid=client.pid)
+            try:
+                yield client
+            finally:
+                nursery.cancel_scope.cancel()

@@ -1,0 +1,103 @@
+"""What the launcher needs to start one container: a plain, JSON-safe spec.
+
+The reactor builds a `LaunchSpec` from a container's config, its image's
+layers, its snapshot and its cgroup; the launcher receives it over its
+socket and never looks anything up itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Docker's defaults (moby oci/defaults.go): hidden kernel interfaces and
+# writable-but-harmless-looking proc files.
+MASKED_PATHS: tuple[str, ...] = (
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+READONLY_PATHS: tuple[str, ...] = (
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+)
+
+
+@dataclass(frozen=True)
+class BindMount:
+    source: str
+    target: str
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class Rootfs:
+    """An overlay: image layers under a writable upper dir.
+
+    Layer, upper and work paths are relative to `base`: the mount is made
+    from there, so the container's mountinfo shows no host paths and long
+    layer lists stay under the kernel's one-page limit for mount options.
+    """
+
+    base: str
+    lowers: tuple[str, ...]
+    upper: str
+    work: str
+    merged: str
+    # An empty directory for the private tmpfs holding the generated /etc files.
+    scratch: str
+
+    def overlay_options(self) -> str:
+        return f"lowerdir={':'.join(self.lowers)},upperdir={self.upper},workdir={self.work}"
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    id: str
+    args: tuple[str, ...]
+    env: tuple[str, ...]
+    cwd: str
+    user: str
+    hostname: str
+    rootfs: Rootfs
+    log_path: str
+    capabilities: tuple[str, ...]
+    cgroup_procs: tuple[str, ...] = ()
+    binds: tuple[BindMount, ...] = ()
+    # Small generated files (/etc/hostname, /etc/hosts, /etc/resolv.conf): path -> content.
+    etc_files: tuple[tuple[str, str], ...] = ()
+    no_new_privileges: bool = False
+    tty: bool = False
+    open_stdin: bool = False
+    masked_paths: tuple[str, ...] = MASKED_PATHS
+    readonly_paths: tuple[str, ...] = READONLY_PATHS
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "LaunchSpec":
+        fields = dict(data)
+        fields["binds"] = tuple(BindMount(**b) for b in fields.get("binds", ()))
+        fields["etc_files"] = tuple((path, content) for path, content in fields.get("etc_files", ()))
+        rootfs = dict(fields["rootfs"])
+        rootfs["lowers"] = tuple(rootfs["lowers"])
+        fields["rootfs"] = Rootfs(**rootfs)
+        for name in ("args", "env", "capabilities", "cgroup_procs", "masked_paths", "readonly_paths"):
+            if name in fields:
+                fields[name] = tuple(fields[name])
+        return cls(**fields)
+

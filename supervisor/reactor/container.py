@@ -1,0 +1,86 @@
+"""A container while the daemon runs: its record plus the live handles.
+
+State changes go through `Container.transition`, which persists the new
+state and wakes everyone waiting on the container (wait, attach, logs -f).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from supervisor.isolation.cgroups.interface import Cgroup
+from supervisor.reactor.model import ContainerSpec, ContainerState
+from supervisor.reactor.state import ContainerFiles, StateStore
+
+
+@dataclass
+class Process:
+    """Descriptors of a running container; the supervision task owns and closes them."""
+
+    pid: int
+    pidfd: int
+    stdin_fd: int | None = None
+    pty_fd: int | None = None
+
+    def close(self) -> None:
+        for fd in (self.pidfd, self.stdin_fd, self.pty_fd):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+
+class Container:
+    def __init__(
+        self,
+        container_id: str,
+        name: str,
+        created: str,
+        spec: ContainerSpec,
+        state: ContainerState,
+        store: StateStore,
+    ) -> None:
+        self.id = container_id
+        self.name = name
+        self.created = created
+        self.spec = spec
+        self.state = state
+        self.files: ContainerFiles = store.files(container_id)
+        self._store = store
+        self._changed = trio.Event()
+        self.exit_count = 0
+        self.removed = False
+        self.removing = False
+        self.process: Process | None = None
+        self.cgroup: Cgroup | None = None
+        # Set while a start, stop or remove is in flight, so they do not interleave.
+        self.lock = trio.Lock()
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    def transition(self, state: ContainerState, *, exited: bool = False) -> None:
+        self.state = state
+        if not self.removed:
+            self._store.save_state(self.id, state)
+        if exited:
+            self.exit_count += 1
+        self._notify()
+
+    def mark_removed(self) -> None:
+        self.removed = True
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_until(self, predicate: Callable[["Container"], bool]) -> None:
+        while not predicate(self):
+            await self._changed.wait()

@@ -1,0 +1,64 @@
+"""`create`: resolve the image, merge its config, reserve the name, lay out the container's files."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import trio
+
+from supervisor.errors import InvalidArgument
+from supervisor.isolation.capabilities import resolve_capabilities
+from supervisor.reactor.container import Container
+from supervisor.reactor.events import Event
+from supervisor.reactor.model import ContainerSpec, ContainerState, merge_image_config
+from supervisor.reactor.names import generate_name, validate_name
+from supervisor.storage.snapshots import create_snapshot
+from supervisor.timestamps import now_rfc3339
+
+if TYPE_CHECKING:
+    from supervisor.reactor.engine import Engine
+
+
+def _validate(engine: "Engine", spec: ContainerSpec) -> None:
+    spec.resources.validate()
+    wanted = resolve_capabilities(spec.cap_add, spec.cap_drop)
+    missing = wanted - engine.host_capabilities
+    if missing:
+        raise InvalidArgument(f"capabilities not available on this host: {', '.join(sorted(missing))}")
+    if not spec.args:
+        raise InvalidArgument("No command specified")
+    if spec.restart_policy.name != "no" and spec.auto_remove:
+        raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
+
+
+async def create_container(engine: "Engine", requested: ContainerSpec, name: str | None) -> Container:
+    image = engine.images.resolve(requested.image)
+    container_id = secrets.token_hex(32)
+    spec = merge_image_config(replace(requested, image_id=image.id), image.config)
+    if not spec.hostname:
+        spec = replace(spec, hostname=container_id[:12])
+    _validate(engine, spec)
+    name = validate_name(name) if name else generate_name(engine.rng, engine.registry.names())
+    engine.registry.reserve_name(name, container_id)
+    files = engine.store.files(container_id)
+    try:
+        # Unpack missing layers now, so start stays fast and a bad layer fails the create.
+        await trio.to_thread.run_sync(engine.images.layer_dirs, image)
+        files.dir.mkdir(parents=True)
+        create_snapshot(files.dir)
+        files.scratch.mkdir()
+        files.log.touch(mode=0o640)
+        created = now_rfc3339()
+        engine.store.save_config(container_id, name, created, spec)
+        state = ContainerState()
+        engine.store.save_state(container_id, state)
+    except BaseException:
+        engine.registry.release_name(name)
+        engine.store.delete(container_id)
+        raise
+    container = Container(container_id, name, created, spec, state, engine.store)
+    engine.registry.add(container)
+    engine.events.publish(Event("container", "create", container_id, {"name": name, "image": spec.image}))
+    return container

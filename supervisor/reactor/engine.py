@@ -1,0 +1,114 @@
+"""The engine: the containers the daemon manages and the operations on them.
+
+One `Engine` per daemon, opened with `open_engine`, which owns a nursery
+holding one supervision task per running container. Each operation lives
+in its own module (create, start, supervise, stop, remove, wait) and takes
+the engine; this class holds what they share and is the reactor's public
+surface for the API.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+import trio
+
+from supervisor.isolation.capabilities import host_bounding_set
+from supervisor.isolation.cgroups.interface import CgroupDriver
+from supervisor.isolation.launcher.client import LauncherClient
+from supervisor.reactor.container import Container
+from supervisor.reactor.create import create_container
+from supervisor.reactor.events import EventBus
+from supervisor.reactor.registry import Registry
+from supervisor.reactor.model import ContainerSpec
+from supervisor.reactor.remove import remove_container
+from supervisor.reactor.restore import restore_containers
+from supervisor.reactor.start import start_or_autoremove
+from supervisor.reactor.stop import kill_container, stop_container
+from supervisor.reactor.wait import Condition, WaitResult, waiter
+from supervisor.reactor.state import StateStore
+from supervisor.storage.images import ImageStore
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    root: Path
+    run_dir: Path
+    cgroup_parent: str = "corral"
+
+
+class Engine:
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        images: ImageStore,
+        cgroups: CgroupDriver,
+        launcher: LauncherClient,
+        nursery: trio.Nursery,
+    ) -> None:
+        self.config = config
+        self.images = images
+        self.cgroups = cgroups
+        self.launcher = launcher
+        self.nursery = nursery
+        self.events = EventBus()
+        self.registry = Registry()
+        self.store = StateStore(config.root / "containers")
+        self.rng = random.Random()
+        self.host_capabilities = host_bounding_set()
+        self.started_at = time.time()
+
+    def get(self, ref: str) -> Container:
+        return self.registry.get(ref)
+
+    async def create(self, spec: ContainerSpec, name: str | None = None) -> Container:
+        return await create_container(self, spec, name)
+
+    async def start(self, ref: str) -> Container:
+        container = self.get(ref)
+        await start_or_autoremove(self, container)
+        return container
+
+    async def stop(self, ref: str, timeout: int | None = None, signal_name: str | None = None) -> None:
+        await stop_container(self, self.get(ref), timeout, signal_name)
+
+    async def kill(self, ref: str, signal_name: str | None = None) -> None:
+        await kill_container(self, self.get(ref), signal_name)
+
+    async def remove(self, ref: str, *, force: bool = False) -> None:
+        await remove_container(self, self.get(ref), force=force)
+
+    def waiter(self, ref: str, condition: Condition) -> Callable[[], Awaitable[WaitResult]]:
+        return waiter(self.get(ref), condition)
+
+    def containers(self) -> list[Container]:
+        return sorted(self.registry, key=lambda c: c.created, reverse=True)
+
+    def host_resolv_conf(self) -> str:
+        try:
+            return Path("/etc/resolv.conf").read_text()
+        except OSError:
+            return ""
+
+
+@asynccontextmanager
+async def open_engine(
+    config: EngineConfig, *, images: ImageStore, cgroups: CgroupDriver, launcher: LauncherClient
+) -> AsyncIterator[Engine]:
+    async with trio.open_nursery() as nursery:
+        engine = Engine(config, images=images, cgroups=cgroups, launcher=launcher, nursery=nursery)
+        await restore_containers(engine)
+        try:
+            yield engine
+        finally:
+            # Live restore: containers keep running; their supervision tasks end with the daemon.
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,45 @@
+"""`rm`: refuse a running container unless forced; then delete everything it had."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+import trio
+
+from supervisor.errors import Conflict
+from supervisor.reactor.container import Container
+from supervisor.reactor.events import Event
+from supervisor.reactor.stop import force_stop
+from supervisor.storage.snapshots import remove_snapshot
+
+if TYPE_CHECKING:
+    from supervisor.reactor.engine import Engine
+
+log = structlog.get_logger(__name__)
+
+
+async def remove_container(engine: "Engine", container: Container, *, force: bool = False) -> None:
+    if container.removed:
+        return
+    if container.removing:
+        raise Conflict(f"removal of container {container.id} is already in progress")
+    if container.state.running and not force:
+        raise Conflict(
+            f"You cannot remove a running container {container.id}. "
+            "Stop the container before attempting removal or force remove"
+        )
+    container.removing = True
+    try:
+        await force_stop(container)
+        engine.registry.discard(container)
+        container.mark_removed()
+        await trio.to_thread.run_sync(_delete_files, engine, container)
+    finally:
+        container.removing = False
+    engine.events.publish(Event("container", "destroy", container.id, {"name": container.name}))
+
+
+def _delete_files(engine: "Engine", container: Container) -> None:
+    remove_snapshot(container.files.dir)
+    engine.store.delete(container.id)

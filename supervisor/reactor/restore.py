@@ -1,0 +1,50 @@
+"""Re-adopting containers when the daemon starts: what is on disk meets what the launcher knows.
+
+A container recorded as running that the launcher still has keeps its
+process (same pid) and gets a new supervision task; one that exited while
+no daemon was here gets its real exit status recorded now.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from supervisor.isolation.launcher.client import ExitStatus
+from supervisor.reactor.container import Container, Process
+from supervisor.reactor.supervise import record_exit, supervise
+from supervisor.timestamps import now_rfc3339
+
+if TYPE_CHECKING:
+    from supervisor.reactor.engine import Engine
+
+log = structlog.get_logger(__name__)
+
+_LOST_EXIT = 255
+
+
+async def restore_containers(engine: "Engine") -> None:
+    known = {k.cid for k in await engine.launcher.known()}
+    for stored in engine.store.load_all():
+        container = Container(stored.id, stored.name, stored.created, stored.spec, stored.state, engine.store)
+        engine.registry.add(container)
+        if not container.state.running:
+            continue
+        try:
+            container.cgroup = engine.cgroups.open(engine.config.cgroup_parent, container.id)
+        except FileNotFoundError:
+            container.cgroup = None
+        adopted = await engine.launcher.adopt(container.id) if container.id in known else None
+        if adopted is None:
+            log.warning("container.lost", id=container.id, pid=container.state.pid)
+            await record_exit(engine, container, ExitStatus(_LOST_EXIT, None, now_rfc3339()))
+            continue
+        container.process = Process(adopted.pid, adopted.pidfd, None, adopted.pty_fd)
+        if adopted.finished and adopted.exit is not None:
+            log.info("container.exited_while_away", id=container.id, exit_code=adopted.exit.exit_code)
+            await record_exit(engine, container, adopted.exit)
+            continue
+        log.info("container.readopted", id=container.id, pid=adopted.pid)
+        engine.nursery.start_soon(supervise, engine, container)
+    log.info("engine.restored", containers=len(engine.registry))

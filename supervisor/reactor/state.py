@@ -1,0 +1,112 @@
+"""Container records on disk: one directory per container, files replaced atomically.
+
+`containers/<id>/config.json` is written once at create (id, name, created,
+spec); `state.json` on every transition. A file that does not parse is
+reported and its container skipped, never fatal to the daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from supervisor.reactor.model import ContainerSpec, ContainerState
+
+log = structlog.get_logger(__name__)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as file:
+        json.dump(data, file, separators=(",", ":"))
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class StoredContainer:
+    id: str
+    name: str
+    created: str
+    spec: ContainerSpec
+    state: ContainerState
+
+
+class ContainerFiles:
+    """Paths inside one container's directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "config.json"
+
+    @property
+    def state(self) -> Path:
+        return self.dir / "state.json"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "json.log"
+
+    @property
+    def hostname(self) -> Path:
+        return self.dir / "hostname"
+
+    @property
+    def hosts(self) -> Path:
+        return self.dir / "hosts"
+
+    @property
+    def resolv_conf(self) -> Path:
+        return self.dir / "resolv.conf"
+
+    @property
+    def scratch(self) -> Path:
+        return self.dir / "scratch"
+
+
+class StateStore:
+    def __init__(self, containers_dir: Path) -> None:
+        self.root = containers_dir
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def files(self, container_id: str) -> ContainerFiles:
+        return ContainerFiles(self.root / container_id)
+
+    def save_config(self, container_id: str, name: str, created: str, spec: ContainerSpec) -> None:
+        data = {"id": container_id, "name": name, "created": created, "spec": spec.to_json()}
+        write_json_atomic(self.files(container_id).config, data)
+
+    def save_state(self, container_id: str, state: ContainerState) -> None:
+        write_json_atomic(self.files(container_id).state, state.to_json())
+
+    def delete(self, container_id: str) -> None:
+        shutil.rmtree(self.root / container_id, ignore_errors=True)
+
+    def load_all(self) -> Iterator[StoredContainer]:
+        for directory in sorted(self.root.iterdir()):
+            if not directory.is_dir() or directory.name.startswith("."):
+                continue
+            files = ContainerFiles(directory)
+            try:
+                config = json.loads(files.config.read_text())
+                state_data = json.loads(files.state.read_text()) if files.state.exists() else {}
+                yield StoredContainer(
+                    id=config["id"],
+                    name=config["name"],
+                    created=config["created"],
+                    spec=ContainerSpec.from_json(config["spec"]),
+                    state=ContainerState.from_json(state_data),
+                )
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                log.error("container.state_unreadable", dir=str(directory), error=str(err))

@@ -1,0 +1,82 @@
+"""`stop` (signal, grace period, then kill the whole cgroup) and `kill`."""
+
+from __future__ import annotations
+
+import math
+import signal
+from typing import TYPE_CHECKING
+
+import structlog
+import trio
+
+from supervisor.errors import Conflict, NotModified
+from supervisor.reactor.container import Container
+from supervisor.reactor.events import Event
+from supervisor.reactor.signals import parse_signal
+
+if TYPE_CHECKING:
+    from supervisor.reactor.engine import Engine
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_STOP_TIMEOUT = 10
+
+
+def _send(container: Container, signum: signal.Signals) -> None:
+    process = container.process
+    if process is None:
+        return
+    try:
+        signal.pidfd_send_signal(process.pidfd, signum)
+    except ProcessLookupError:
+        pass  # exited already; the supervision task is about to record it
+
+
+def _kill_everything(container: Container) -> None:
+    _send(container, signal.SIGKILL)
+    if container.cgroup is not None:
+        container.cgroup.kill()
+
+
+async def wait_for_exit(container: Container, exit_count: int) -> None:
+    await container.wait_until(lambda c: c.exit_count > exit_count or c.removed)
+
+
+async def stop_container(
+    engine: "Engine", container: Container, timeout: int | None = None, signal_name: str | None = None
+) -> None:
+    if not container.state.running or container.process is None:
+        raise NotModified("container already stopped")
+    signum = parse_signal(signal_name or container.spec.stop_signal or "SIGTERM")
+    grace = timeout if timeout is not None else (container.spec.stop_timeout or DEFAULT_STOP_TIMEOUT)
+    exits = container.exit_count
+    _send(container, signum)
+    engine.events.publish(Event("container", "kill", container.id, {"name": container.name, "signal": str(int(signum))}))
+    with trio.move_on_after(math.inf if grace < 0 else grace):
+        await wait_for_exit(container, exits)
+    if container.exit_count == exits and not container.removed:
+        log.info("container.stop_timeout", id=container.id, seconds=grace)
+        _kill_everything(container)
+        engine.events.publish(Event("container", "kill", container.id, {"name": container.name, "signal": "9"}))
+        await wait_for_exit(container, exits)
+    engine.events.publish(Event("container", "stop", container.id, {"name": container.name}))
+
+
+async def kill_container(engine: "Engine", container: Container, signal_name: str | None = None) -> None:
+    signum = parse_signal(signal_name or "SIGKILL")
+    if not container.state.running or container.process is None:
+        raise Conflict(f"Cannot kill container: {container.id}: Container {container.id} is not running")
+    if signum == signal.SIGKILL:
+        _kill_everything(container)
+    else:
+        _send(container, signum)
+    engine.events.publish(Event("container", "kill", container.id, {"name": container.name, "signal": str(int(signum))}))
+
+
+async def force_stop(container: Container) -> None:
+    """SIGKILL and wait for the exit to be recorded (for `rm -f`)."""
+    if not container.state.running or container.process is None:
+        return
+    exits = container.exit_count
+    _kill_everything(container)
+    await wait_for_exit(container, exits)
