@@ -64,12 +64,11 @@ async def version(_request: Request) -> JSONResponse:
         "KernelVersion": platform.release(),
         "MinAPIVersion": MIN_API_VERSION,
         "Os": "linux",
-        "Experimental": "false",
     }
     return JSONResponse(
         {
             "Platform": {"Name": f"corral {__version__}"},
-            "Components": [{"Name": "Engine", "Version": __version__, "Details": details}],
+            "Components": [{"Name": "Engine", "Version": __version__, "Details": {**details, "Experimental": "false"}}],
             "Version": __version__,
             **details,
         }

@@ -1,0 +1,181 @@
+"""A real corral daemon for tests: its own root, run dir and cgroup parent, torn down clean."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from supervisor.cli.client import Client
+from supervisor.isolation.cgroups import detect
+
+REPO = Path(__file__).resolve().parent.parent
+CORRAL = [sys.executable, "-m", "supervisor.cli.main"]
+DOCKER = shutil.which("docker")
+TEST_MARK = "corral-t"
+
+
+class Daemon:
+    """One daemon process over a state root that may outlive it (for restart tests)."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.root = base / "root"
+        self.run_dir = base / "run"
+        self.cgroup_parent = base.name
+        self.socket = self.run_dir / "corral.sock"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = base / "daemon.log"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["CORRAL_HOST"] = f"unix://{self.socket}"
+        env["DOCKER_HOST"] = f"unix://{self.socket}"
+        env.pop("DOCKER_CONTEXT", None)
+        return env
+
+    def start(self) -> None:
+        assert self.process is None or self.process.poll() is not None
+        if self.socket.exists():
+            self.socket.unlink()
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [*CORRAL, "daemon", "--root", str(self.root), "--run-dir", str(self.run_dir), "--cgroup-parent", self.cgroup_parent],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO,
+        )
+        log.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daemon exited with {self.process.returncode}:\n{self.log_path.read_text()}")
+            if self.socket.exists():
+                try:
+                    with Client(self.socket) as client:
+                        if client.request("GET", "/_ping").ok:
+                            return
+                except OSError:
+                    pass
+            time.sleep(0.02)
+        raise RuntimeError(f"daemon did not come up:\n{self.log_path.read_text()}")
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def launcher_pid(self) -> int | None:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"supervisor.isolation.launcher" in cmdline and str(self.run_dir / "launcher.sock").encode() in cmdline:
+                return int(entry.name)
+        return None
+
+    # -- clients -----------------------------------------------------------
+
+    def client(self) -> Client:
+        return Client(self.socket)
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        with self.client() as client:
+            return client.request(method, path, **kwargs)
+
+    def corral(self, *args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CORRAL, *args], env=self.env, input=input.decode() if input else None, capture_output=True, text=True, timeout=timeout, cwd=REPO
+        )
+
+    def docker(self, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        assert DOCKER, "the docker CLI is not installed"
+        return subprocess.run([DOCKER, *args], env=self.env, input=input, capture_output=True, text=True, timeout=timeout)
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        response = self.api("GET", f"/containers/{ref}/json")
+        assert response.ok, response.message
+        return response.json()
+
+    def remove_all(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        containers = self.api("GET", "/containers/json", query={"all": True}).json()
+        for container in containers:
+            self.api("DELETE", f"/containers/{container['Id']}", query={"force": True})
+
+
+def bootstrap(root: Path) -> None:
+    subprocess.run([*CORRAL, "image", "bootstrap", "--root", str(root)], check=True, capture_output=True, cwd=REPO)
+
+
+@contextmanager
+def state_dir() -> Iterator[Path]:
+    """A short base dir (unix socket paths are limited to 107 bytes) named with the test mark."""
+    base = Path(tempfile.mkdtemp(prefix=f"{TEST_MARK}", dir="/tmp"))
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {predicate}")
+        time.sleep(interval)
+
+
+def teardown(daemon: Daemon) -> None:
+    """Remove every container, stop the daemon, wait for the launcher to leave, drop the cgroup parent."""
+    try:
+        daemon.remove_all()
+    finally:
+        daemon.stop()
+    launcher = daemon.launcher_pid()
+    if launcher is not None:
+        try:
+            wait_for(lambda: daemon.launcher_pid() is None, timeout=10)
+        except AssertionError:
+            os.kill(launcher, signal.SIGKILL)
+            raise AssertionError(f"the launcher (pid {launcher}) did not exit after its daemon stopped") from None
+    detect().remove_parent(daemon.cgroup_parent)
+
+
+def run_json(result: subprocess.CompletedProcess[str]) -> Any:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def argv(*parts: str | Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for part in parts:
+        out.extend([part] if isinstance(part, str) else part)
+    return out
