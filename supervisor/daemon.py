@@ -79,6 +79,8 @@ async def run_daemon(options: DaemonOptions, *, task_status: trio.TaskStatus[Non
                         pid=os.getpid(),
                     )
                     task_status.started()
+        # Only an empty parent goes: containers left running under live restore keep theirs.
+        cgroups.remove_parent(options.cgroup_parent)
     finally:
         os.close(lock_fd)
     log.info("daemon.stopped")

@@ -50,7 +50,16 @@ class Daemon:
             self.socket.unlink()
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [*CORRAL, "daemon", "--root", str(self.root), "--run-dir", str(self.run_dir), "--cgroup-parent", self.cgroup_parent],
+            [
+                *CORRAL,
+                "daemon",
+                "--root",
+                str(self.root),
+                "--run-dir",
+                str(self.run_dir),
+                "--cgroup-parent",
+                self.cgroup_parent,
+            ],
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
@@ -108,12 +117,20 @@ class Daemon:
 
     def corral(self, *args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*CORRAL, *args], env=self.env, input=input.decode() if input else None, capture_output=True, text=True, timeout=timeout, cwd=REPO
+            [*CORRAL, *args],
+            env=self.env,
+            input=input.decode() if input else None,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO,
         )
 
     def docker(self, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         assert DOCKER, "the docker CLI is not installed"
-        return subprocess.run([DOCKER, *args], env=self.env, input=input, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [DOCKER, *args], env=self.env, input=input, capture_output=True, text=True, timeout=timeout
+        )
 
     def inspect(self, ref: str) -> dict[str, Any]:
         response = self.api("GET", f"/containers/{ref}/json")

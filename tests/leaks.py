@@ -22,7 +22,7 @@ class Snapshot:
     processes: frozenset[str]
     netns: frozenset[str]
 
-    def new_since(self, earlier: "Snapshot") -> dict[str, list[str]]:
+    def new_since(self, earlier: Snapshot) -> dict[str, list[str]]:
         leaks = {}
         for kind in ("mounts", "cgroups", "processes", "netns"):
             extra = sorted(getattr(self, kind) - getattr(earlier, kind))

@@ -41,7 +41,9 @@ def test_name_in_use(clean: Daemon) -> None:
     again = clean.corral("run", "--name", "taken", "busybox", "true")
     assert again.returncode == 125
     assert 'The container name "/taken" is already in use' in again.stderr
-    response = clean.api("POST", "/containers/create", query={"name": "taken"}, json={"Image": "busybox", "Cmd": ["true"]})
+    response = clean.api(
+        "POST", "/containers/create", query={"name": "taken"}, json={"Image": "busybox", "Cmd": ["true"]}
+    )
     assert response.status == 409
     clean.corral("rm", "taken")
     _nothing_left(clean)

@@ -52,7 +52,9 @@ def test_detached_web_server_lifecycle(clean: Daemon) -> None:
 
 def test_wait_kill_and_force_remove(clean: Daemon) -> None:
     # pid 1 only gets the signals it handles, as under Docker.
-    clean.docker("run", "-d", "--name", "sleeper", "busybox", "sh", "-c", "trap 'exit 7' USR1; while :; do sleep 0.05; done")
+    clean.docker(
+        "run", "-d", "--name", "sleeper", "busybox", "sh", "-c", "trap 'exit 7' USR1; while :; do sleep 0.05; done"
+    )
     waiter = subprocess.Popen([DOCKER, "wait", "sleeper"], env=clean.env, stdout=subprocess.PIPE, text=True)
     try:
         assert clean.docker("kill", "-s", "USR1", "sleeper").returncode == 0

@@ -29,7 +29,18 @@ def test_sees_image_tree_and_no_host_paths(clean: Daemon) -> None:
     for host_path in (str(clean.base), "/tmp/", "/var/lib", "/root", "/home/"):
         assert host_path not in mountinfo, f"{host_path} visible in:\n{mountinfo}"
     targets = {line.split()[4] for line in mountinfo.splitlines()}
-    assert {"/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"} <= targets
+    assert {
+        "/",
+        "/proc",
+        "/dev",
+        "/dev/pts",
+        "/dev/shm",
+        "/dev/mqueue",
+        "/sys",
+        "/etc/hostname",
+        "/etc/hosts",
+        "/etc/resolv.conf",
+    } <= targets
 
 
 def test_writes_stay_in_the_container(clean: Daemon) -> None:
@@ -65,12 +76,21 @@ def test_user_and_capabilities(clean: Daemon) -> None:
     assert "0000000000000000" in nobody.stdout
     numeric = clean.corral("run", "--rm", "-u", "1234:99", "busybox", "id", "-u")
     assert numeric.stdout == "1234\n"
-    dropped = clean.corral("run", "--rm", "--cap-drop", "all", "--cap-add", "kill", "busybox", "grep", "CapEff", "/proc/self/status")
+    dropped = clean.corral(
+        "run", "--rm", "--cap-drop", "all", "--cap-add", "kill", "busybox", "grep", "CapEff", "/proc/self/status"
+    )
     assert dropped.stdout.split()[1] == f"{1 << 5:016x}"
-    nnp = clean.corral("run", "--rm", "--security-opt", "no-new-privileges", "busybox", "grep", "NoNewPrivs", "/proc/self/status")
+    nnp = clean.corral(
+        "run", "--rm", "--security-opt", "no-new-privileges", "busybox", "grep", "NoNewPrivs", "/proc/self/status"
+    )
     assert nnp.stdout.split()[1] == "1"
 
 
 def test_env_and_workdir(clean: Daemon) -> None:
-    result = clean.corral("run", "--rm", "-e", "A=1", "-w", "/made/here", "busybox", "sh", "-c", "echo $A $PATH $HOME; pwd")
-    assert result.stdout.splitlines() == ["1 /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /root", "/made/here"]
+    result = clean.corral(
+        "run", "--rm", "-e", "A=1", "-w", "/made/here", "busybox", "sh", "-c", "echo $A $PATH $HOME; pwd"
+    )
+    assert result.stdout.splitlines() == [
+        "1 /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /root",
+        "/made/here",
+    ]

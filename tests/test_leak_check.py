@@ -21,7 +21,9 @@ def test_leak_check_sees_cgroups_mounts_processes_and_netns() -> None:
     # A process in its own network namespace, with the mark on its command line.
     process = subprocess.Popen(["unshare", "--net", "sh", "-c", f"sleep 30; : {TEST_MARK}"], start_new_session=True)
     try:
-        leaks = wait_for(lambda: (lambda s: s if {"netns", "processes"} <= set(s) else None)(snapshot().new_since(before)))
+        leaks = wait_for(
+            lambda: (lambda s: s if {"netns", "processes"} <= set(s) else None)(snapshot().new_since(before))
+        )
         assert str(cgroup) in leaks["cgroups"]
         assert any(str(mountpoint) in m for m in leaks["mounts"])
         assert any(TEST_MARK in p for p in leaks["processes"])

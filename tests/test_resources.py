@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from harness import Daemon, wait_for
+from harness import Daemon
 
 
 def _cgroup_dir(daemon: Daemon, controller: str, container_id: str) -> Path:
@@ -14,7 +14,15 @@ def _cgroup_dir(daemon: Daemon, controller: str, container_id: str) -> Path:
 
 def test_memory_limit_oom_kill(clean: Daemon) -> None:
     result = clean.corral(
-        "run", "--name", "hog", "--memory", "32m", "busybox", "sh", "-c", "dd if=/dev/zero of=/dev/null bs=200M count=1; status=$?; echo survived; exit $status"
+        "run",
+        "--name",
+        "hog",
+        "--memory",
+        "32m",
+        "busybox",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/dev/null bs=200M count=1; status=$?; echo survived; exit $status",
     )
     # The shell lives on (only dd was killed) and passes on dd's fate.
     assert result.stdout == "survived\n"
@@ -27,7 +35,9 @@ def test_memory_limit_oom_kill(clean: Daemon) -> None:
 
 def test_oom_of_pid_one_itself(clean: Daemon) -> None:
     # The allocating process is pid 1: the exit status itself comes from the OOM kill.
-    result = clean.corral("run", "--name", "hog1", "-m", "16m", "busybox", "dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1")
+    result = clean.corral(
+        "run", "--name", "hog1", "-m", "16m", "busybox", "dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1"
+    )
     assert result.returncode == 137
     assert clean.inspect("hog1")["State"]["OOMKilled"] is True
 
@@ -84,7 +94,9 @@ def test_stop_kills_after_timeout_and_cgroup_is_gone(clean: Daemon) -> None:
 
 
 def test_stop_of_a_cooperative_process_is_quick(clean: Daemon) -> None:
-    clean.corral("run", "-d", "--name", "polite", "busybox", "sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done")
+    clean.corral(
+        "run", "-d", "--name", "polite", "busybox", "sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"
+    )
     begin = time.monotonic()
     assert clean.corral("stop", "polite").returncode == 0
     assert time.monotonic() - begin < 3

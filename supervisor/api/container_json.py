@@ -125,7 +125,14 @@ def inspect_json(container: Container) -> dict[str, Any]:
         },
         "Mounts": [],
         "Config": _config(container),
-        "NetworkSettings": {"Networks": {}, "Ports": {}, "SandboxKey": "", "IPAddress": "", "Gateway": "", "MacAddress": ""},
+        "NetworkSettings": {
+            "Networks": {},
+            "Ports": {},
+            "SandboxKey": "",
+            "IPAddress": "",
+            "Gateway": "",
+            "MacAddress": "",
+        },
     }
 
 

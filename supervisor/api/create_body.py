@@ -14,9 +14,28 @@ from supervisor.reactor.model import ContainerSpec, RestartPolicy
 
 # Set to anything but their zero value, these ask for what corral cannot do yet.
 _UNSUPPORTED_HOST_CONFIG = (
-    "Binds", "Mounts", "PortBindings", "Devices", "Privileged", "Tmpfs", "VolumesFrom", "Links",
-    "ReadonlyRootfs", "PublishAllPorts", "Dns", "DnsSearch", "ExtraHosts", "GroupAdd", "IpcMode",
-    "PidMode", "UTSMode", "UsernsMode", "Sysctls", "Runtime", "Ulimits", "DeviceRequests",
+    "Binds",
+    "Mounts",
+    "PortBindings",
+    "Devices",
+    "Privileged",
+    "Tmpfs",
+    "VolumesFrom",
+    "Links",
+    "ReadonlyRootfs",
+    "PublishAllPorts",
+    "Dns",
+    "DnsSearch",
+    "ExtraHosts",
+    "GroupAdd",
+    "IpcMode",
+    "PidMode",
+    "UTSMode",
+    "UsernsMode",
+    "Sysctls",
+    "Runtime",
+    "Ulimits",
+    "DeviceRequests",
 )
 _NETWORK_MODES = ("", "default", "bridge", "none")
 _RESTART_POLICIES = ("", "no", "on-failure", "always", "unless-stopped")
@@ -116,7 +135,9 @@ def parse_create_body(body: Any) -> ContainerSpec:
             raise InvalidArgument(f"HostConfig.{key} is not supported by corral yet")
     network_mode = _get(host, "NetworkMode", "HostConfig", str, "")
     if network_mode not in _NETWORK_MODES:
-        raise InvalidArgument(f"network mode {network_mode!r} is not supported by corral yet (containers get loopback only)")
+        raise InvalidArgument(
+            f"network mode {network_mode!r} is not supported by corral yet (containers get loopback only)"
+        )
     if _is_set(body.get("ExposedPorts")):
         raise InvalidArgument("ExposedPorts is not supported by corral yet")
     if _is_set(body.get("Healthcheck")):

@@ -72,12 +72,16 @@ def cmd_stop(ctx: CliContext, args: argparse.Namespace) -> int:
     query = {"t": args.time} if args.time is not None else {}
     if args.signal:
         query["signal"] = args.signal
-    return _each(ctx, args.containers, lambda client, ref: client.request("POST", f"/containers/{ref}/stop", query=query))
+    return _each(
+        ctx, args.containers, lambda client, ref: client.request("POST", f"/containers/{ref}/stop", query=query)
+    )
 
 
 def cmd_kill(ctx: CliContext, args: argparse.Namespace) -> int:
     query = {"signal": args.signal} if args.signal else {}
-    return _each(ctx, args.containers, lambda client, ref: client.request("POST", f"/containers/{ref}/kill", query=query))
+    return _each(
+        ctx, args.containers, lambda client, ref: client.request("POST", f"/containers/{ref}/kill", query=query)
+    )
 
 
 def cmd_rm(ctx: CliContext, args: argparse.Namespace) -> int:

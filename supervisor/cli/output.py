@@ -14,9 +14,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO = s
     """Columns padded by three spaces, as Go's tabwriter does for `docker ps`."""
     widths = [len(h) for h in headers]
     for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=False)]
     for row in [list(headers), *rows]:
-        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths[:-1])]
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths[:-1], strict=True)]
         out.write("   ".join([*cells, row[-1]]).rstrip() + "\n")
 
 

@@ -58,7 +58,9 @@ def cmd_run(ctx: CliContext, args: argparse.Namespace) -> int:
         if args.detach:
             response = client.request("POST", f"/containers/{container_id}/start")
             if not response.ok:
-                raise CommandFailed(f"Error response from daemon: {response.message}", _start_failure_code(response.message))
+                raise CommandFailed(
+                    f"Error response from daemon: {response.message}", _start_failure_code(response.message)
+                )
             print(container_id)
             return 0
         return _run_attached(ctx, client, container_id, args)
@@ -81,7 +83,9 @@ def _run_attached(ctx: CliContext, client: Client, container_id: str, args: argp
         starter = stack.enter_context(ctx.client())
         response = starter.request("POST", f"/containers/{container_id}/start")
         if not response.ok:
-            raise CommandFailed(f"Error response from daemon: {response.message}", _start_failure_code(response.message))
+            raise CommandFailed(
+                f"Error response from daemon: {response.message}", _start_failure_code(response.message)
+            )
         with raw_terminal(args.tty and args.interactive):
             if args.interactive:
                 pump_stdin(conn, sys.stdin.buffer)

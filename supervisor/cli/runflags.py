@@ -14,7 +14,13 @@ from supervisor.units import parse_cpus, parse_size
 def add_create_flags(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--name", help="assign a name to the container")
-    add("-e", "--env", action="append", default=[], help="set environment variables (KEY=VALUE, or KEY to pass the current value)")
+    add(
+        "-e",
+        "--env",
+        action="append",
+        default=[],
+        help="set environment variables (KEY=VALUE, or KEY to pass the current value)",
+    )
     add("--env-file", action="append", default=[], help="read environment variables from a file")
     add("-w", "--workdir", default="", help="working directory inside the container")
     add("-u", "--user", default="", help="username or UID (format: <name|uid>[:<group|gid>])")

@@ -89,7 +89,7 @@ class LaunchSpec:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "LaunchSpec":
+    def from_json(cls, data: dict[str, Any]) -> LaunchSpec:
         fields = dict(data)
         fields["binds"] = tuple(BindMount(**b) for b in fields.get("binds", ()))
         fields["etc_files"] = tuple((path, content) for path, content in fields.get("etc_files", ()))
@@ -100,4 +100,3 @@ class LaunchSpec:
             if name in fields:
                 fields[name] = tuple(fields[name])
         return cls(**fields)
-

@@ -81,6 +81,6 @@ class Container:
         self._changed.set()
         self._changed = trio.Event()
 
-    async def wait_until(self, predicate: Callable[["Container"], bool]) -> None:
+    async def wait_until(self, predicate: Callable[[Container], bool]) -> None:
         while not predicate(self):
             await self._changed.wait()

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from supervisor.reactor.engine import Engine
 
 
-def _validate(engine: "Engine", spec: ContainerSpec) -> None:
+def _validate(engine: Engine, spec: ContainerSpec) -> None:
     spec.resources.validate()
     wanted = resolve_capabilities(spec.cap_add, spec.cap_drop)
     missing = wanted - engine.host_capabilities
@@ -33,7 +33,7 @@ def _validate(engine: "Engine", spec: ContainerSpec) -> None:
         raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
 
 
-async def create_container(engine: "Engine", requested: ContainerSpec, name: str | None) -> Container:
+async def create_container(engine: Engine, requested: ContainerSpec, name: str | None) -> Container:
     image = engine.images.resolve(requested.image)
     container_id = secrets.token_hex(32)
     spec = merge_image_config(replace(requested, image_id=image.id), image.config)

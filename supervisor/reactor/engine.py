@@ -25,14 +25,14 @@ from supervisor.isolation.launcher.client import LauncherClient
 from supervisor.reactor.container import Container
 from supervisor.reactor.create import create_container
 from supervisor.reactor.events import EventBus
-from supervisor.reactor.registry import Registry
 from supervisor.reactor.model import ContainerSpec
+from supervisor.reactor.registry import Registry
 from supervisor.reactor.remove import remove_container
 from supervisor.reactor.restore import restore_containers
 from supervisor.reactor.start import start_or_autoremove
+from supervisor.reactor.state import StateStore
 from supervisor.reactor.stop import kill_container, stop_container
 from supervisor.reactor.wait import Condition, WaitResult, waiter
-from supervisor.reactor.state import StateStore
 from supervisor.storage.images import ImageStore
 
 log = structlog.get_logger(__name__)

@@ -17,7 +17,13 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import pyinotify
 
-MODIFIED = pyinotify.IN_MODIFY | pyinotify.IN_CLOSE_WRITE | pyinotify.IN_ATTRIB | pyinotify.IN_MOVE_SELF | pyinotify.IN_DELETE_SELF
+MODIFIED = (
+    pyinotify.IN_MODIFY
+    | pyinotify.IN_CLOSE_WRITE
+    | pyinotify.IN_ATTRIB
+    | pyinotify.IN_MOVE_SELF
+    | pyinotify.IN_DELETE_SELF
+)
 
 
 class FileWatch:
@@ -41,7 +47,7 @@ class FileWatch:
     def close(self) -> None:
         self._manager.close()
 
-    def __enter__(self) -> "FileWatch":
+    def __enter__(self) -> FileWatch:
         return self
 
     def __exit__(self, *_exc: object) -> None:

@@ -56,7 +56,7 @@ class ContainerSpec:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ContainerSpec":
+    def from_json(cls, data: dict[str, Any]) -> ContainerSpec:
         fields_ = dict(data)
         for name in ("env", "cap_add", "cap_drop"):
             fields_[name] = tuple(fields_.get(name) or ())
@@ -83,14 +83,14 @@ class ContainerState:
     def running(self) -> bool:
         return self.status in ("running", "paused", "restarting")
 
-    def evolve(self, **changes: Any) -> "ContainerState":
+    def evolve(self, **changes: Any) -> ContainerState:
         return replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ContainerState":
+    def from_json(cls, data: dict[str, Any]) -> ContainerState:
         return cls(**data)
 
 
@@ -123,4 +123,3 @@ def merge_image_config(spec: ContainerSpec, image_config: dict[str, Any]) -> Con
         labels=labels,
         stop_signal=spec.stop_signal or config.get("StopSignal") or "SIGTERM",
     )
-

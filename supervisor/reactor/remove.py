@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
-async def remove_container(engine: "Engine", container: Container, *, force: bool = False) -> None:
+async def remove_container(engine: Engine, container: Container, *, force: bool = False) -> None:
     if container.removed:
         return
     if container.removing:
@@ -40,6 +40,6 @@ async def remove_container(engine: "Engine", container: Container, *, force: boo
     engine.events.publish(Event("container", "destroy", container.id, {"name": container.name}))
 
 
-def _delete_files(engine: "Engine", container: Container) -> None:
+def _delete_files(engine: Engine, container: Container) -> None:
     remove_snapshot(container.files.dir)
     engine.store.delete(container.id)

@@ -24,7 +24,7 @@ log = structlog.get_logger(__name__)
 _LOST_EXIT = 255
 
 
-async def restore_containers(engine: "Engine") -> None:
+async def restore_containers(engine: Engine) -> None:
     known = {k.cid for k in await engine.launcher.known()}
     for stored in engine.store.load_all():
         container = Container(stored.id, stored.name, stored.created, stored.spec, stored.state, engine.store)

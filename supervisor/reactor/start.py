@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
-async def start_container(engine: "Engine", container: Container) -> None:
+async def start_container(engine: Engine, container: Container) -> None:
     async with container.lock:
         if container.removed:
             raise NotFound(f"No such container: {container.id}")
@@ -30,7 +30,7 @@ async def start_container(engine: "Engine", container: Container) -> None:
         await _start_locked(engine, container)
 
 
-async def _start_locked(engine: "Engine", container: Container) -> None:
+async def _start_locked(engine: Engine, container: Container) -> None:
     spec = container.spec
     image = engine.images.resolve(spec.image_id)
     layers = engine.images.layer_dirs(image)
@@ -58,13 +58,15 @@ async def _start_locked(engine: "Engine", container: Container) -> None:
     container.process = Process(started.pid, started.pidfd, started.stdin_fd, started.pty_fd)
     container.cgroup = cgroup
     container.transition(
-        container.state.evolve(status="running", pid=started.pid, exit_code=0, error="", oom_killed=False, started_at=now_rfc3339())
+        container.state.evolve(
+            status="running", pid=started.pid, exit_code=0, error="", oom_killed=False, started_at=now_rfc3339()
+        )
     )
     engine.events.publish(Event("container", "start", container.id, {"name": container.name, "image": spec.image}))
     engine.nursery.start_soon(supervise, engine, container)
 
 
-async def start_or_autoremove(engine: "Engine", container: Container) -> None:
+async def start_or_autoremove(engine: Engine, container: Container) -> None:
     """Start; if that fails for an `--rm` container, remove it as Docker does."""
     try:
         await start_container(engine, container)

@@ -43,7 +43,7 @@ async def wait_for_exit(container: Container, exit_count: int) -> None:
 
 
 async def stop_container(
-    engine: "Engine", container: Container, timeout: int | None = None, signal_name: str | None = None
+    engine: Engine, container: Container, timeout: int | None = None, signal_name: str | None = None
 ) -> None:
     if not container.state.running or container.process is None:
         raise NotModified("container already stopped")
@@ -51,7 +51,9 @@ async def stop_container(
     grace = timeout if timeout is not None else (container.spec.stop_timeout or DEFAULT_STOP_TIMEOUT)
     exits = container.exit_count
     _send(container, signum)
-    engine.events.publish(Event("container", "kill", container.id, {"name": container.name, "signal": str(int(signum))}))
+    engine.events.publish(
+        Event("container", "kill", container.id, {"name": container.name, "signal": str(int(signum))})
+    )
     with trio.move_on_after(math.inf if grace < 0 else grace):
         await wait_for_exit(container, exits)
     if container.exit_count == exits and not container.removed:
@@ -62,7 +64,7 @@ async def stop_container(
     engine.events.publish(Event("container", "stop", container.id, {"name": container.name}))
 
 
-async def kill_container(engine: "Engine", container: Container, signal_name: str | None = None) -> None:
+async def kill_container(engine: Engine, container: Container, signal_name: str | None = None) -> None:
     signum = parse_signal(signal_name or "SIGKILL")
     if not container.state.running or container.process is None:
         raise Conflict(f"Cannot kill container: {container.id}: Container {container.id} is not running")
@@ -70,7 +72,9 @@ async def kill_container(engine: "Engine", container: Container, signal_name: st
         _kill_everything(container)
     else:
         _send(container, signum)
-    engine.events.publish(Event("container", "kill", container.id, {"name": container.name, "signal": str(int(signum))}))
+    engine.events.publish(
+        Event("container", "kill", container.id, {"name": container.name, "signal": str(int(signum))})
+    )
 
 
 async def force_stop(container: Container) -> None:

@@ -26,7 +26,7 @@ log = structlog.get_logger(__name__)
 _UNKNOWN_EXIT = 255
 
 
-async def supervise(engine: "Engine", container: Container) -> None:
+async def supervise(engine: Engine, container: Container) -> None:
     process = container.process
     assert process is not None
     await trio.lowlevel.wait_readable(process.pidfd)
@@ -39,7 +39,7 @@ async def supervise(engine: "Engine", container: Container) -> None:
     await record_exit(engine, container, status)
 
 
-async def record_exit(engine: "Engine", container: Container, status: ExitStatus) -> None:
+async def record_exit(engine: Engine, container: Container, status: ExitStatus) -> None:
     """Everything that follows a container's exit, whether seen live or learned on restore."""
     oom_killed = False
     if container.cgroup is not None:

@@ -44,7 +44,7 @@ class ExitStatus:
     finished_at: str
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ExitStatus":
+    def from_json(cls, data: dict[str, Any]) -> ExitStatus:
         return cls(exit_code=data["exit_code"], signal=data.get("signal"), finished_at=data["finished_at"])
 
 
@@ -101,7 +101,8 @@ class LauncherClient:
                 if not data:
                     break
                 reply = protocol.decode(data)
-                pending = self._pending.pop(reply.get("id"), None)
+                reply_id = reply.get("id")
+                pending = self._pending.pop(reply_id, None) if isinstance(reply_id, int) else None
                 if pending is None:
                     for fd in fds:
                         protocol.close_quietly(fd)
@@ -218,7 +219,16 @@ async def _spawn(socket_path: Path, log_path: Path) -> None:
     ready_r, ready_w = os.pipe()
     with open(log_path, "ab") as log_file:
         process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "supervisor.isolation.launcher", "--socket", str(socket_path), "--ready-fd", str(ready_w), "--detach"],
+            [
+                sys.executable,
+                "-m",
+                "supervisor.isolation.launcher",
+                "--socket",
+                str(socket_path),
+                "--ready-fd",
+                str(ready_w),
+                "--detach",
+            ],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=log_file,

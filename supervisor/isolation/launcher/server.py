@@ -28,9 +28,9 @@ import structlog
 from supervisor.isolation import syscalls
 from supervisor.isolation.launcher import protocol
 from supervisor.isolation.launcher.logfile import LogFile
-from supervisor.timestamps import rfc3339_nano
 from supervisor.isolation.process import Stdio, run_container_process
 from supervisor.isolation.spec import LaunchSpec
+from supervisor.timestamps import rfc3339_nano
 
 log = structlog.get_logger(__name__)
 
@@ -261,7 +261,9 @@ class Launcher:
         for fd in outputs:
             os.set_blocking(fd, False)
             self._selector.register(fd, selectors.EVENT_READ, lambda f, c=container: self._on_output(c, f))
-        self._selector.register(status_r, selectors.EVENT_READ, lambda f, c=container, w=stdin_write: self._on_status(c, w))
+        self._selector.register(
+            status_r, selectors.EVENT_READ, lambda f, c=container, w=stdin_write: self._on_status(c, w)
+        )
         return container
 
     def _on_status(self, container: _Container, stdin_write: int | None) -> None:
