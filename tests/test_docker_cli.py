@@ -87,3 +87,20 @@ def test_images_and_version(clean: Daemon) -> None:
     assert version.stdout.strip() == "1.41"
     info = clean.docker("info", "--format", "{{.CgroupDriver}} {{.OSType}}")
     assert info.stdout.strip() == "cgroupfs linux", info.stderr
+
+
+def test_tty_and_interactive_terminal(clean: Daemon) -> None:
+    plain_tty = clean.docker("run", "-t", "--rm", "busybox", "sh", "-c", "tty; echo hi")
+    assert plain_tty.returncode == 0 and plain_tty.stdout.replace("\r", "") == "/dev/console\nhi\n"
+    # `script` gives the docker CLI a real terminal; the typed lines go through the pty.
+    session = subprocess.run(
+        ["script", "-qec", "stty cols 100 rows 30; docker run -it --rm busybox sh", "/dev/null"],
+        input="stty size\necho typed-$((40+2))\nexit 5\n",
+        env=clean.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert session.returncode == 5, session.stdout + session.stderr
+    assert "typed-42" in session.stdout
+    assert "30 100" in session.stdout

@@ -119,6 +119,10 @@ def register(router: Router, engine: Engine) -> None:
     async def attach(request: Request) -> HijackResponse:
         return attach_response(engine.get(request.params["id"]), request)
 
+    async def resize(request: Request) -> EmptyResponse:
+        engine.resize(request.params["id"], request.q_int("h", 0), request.q_int("w", 0))
+        return EmptyResponse(status=200)
+
     router.route("POST", "/containers/create", create)
     router.route("GET", "/containers/json", list_containers)
     router.route("GET", "/containers/{id}/json", inspect)
@@ -129,3 +133,4 @@ def register(router: Router, engine: Engine) -> None:
     router.route("DELETE", "/containers/{id}", remove)
     router.route("GET", "/containers/{id}/logs", logs)
     router.route("POST", "/containers/{id}/attach", attach)
+    router.route("POST", "/containers/{id}/resize", resize)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import termios
 import threading
 import tty
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from supervisor.cli.client import HijackedConnection, iter_frames
@@ -42,6 +43,19 @@ def pump_stdin(conn: HijackedConnection, source: BinaryIO) -> threading.Thread:
     thread = threading.Thread(target=run, name="stdin", daemon=True)
     thread.start()
     return thread
+
+
+def follow_terminal_size(resize: Callable[[int, int], object]) -> None:
+    """Send our terminal's size now and whenever it changes (SIGWINCH), as the docker CLI does."""
+    if not sys.stdout.isatty():
+        return
+
+    def send(*_args: object) -> None:
+        size = os.get_terminal_size(sys.stdout.fileno())
+        resize(size.lines, size.columns)
+
+    send()
+    signal.signal(signal.SIGWINCH, send)
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ import sys
 from contextlib import ExitStack
 from typing import Any
 
-from supervisor.cli.attach import copy_output, pump_stdin, raw_terminal
+from supervisor.cli.attach import copy_output, follow_terminal_size, pump_stdin, raw_terminal
 from supervisor.cli.client import Client
 from supervisor.cli.context import CliContext, CommandFailed
 from supervisor.cli.runflags import add_create_flags, create_body
@@ -85,6 +85,10 @@ def _run_attached(ctx: CliContext, client: Client, container_id: str, args: argp
         if not response.ok:
             raise CommandFailed(
                 f"Error response from daemon: {response.message}", _start_failure_code(response.message)
+            )
+        if args.tty:
+            follow_terminal_size(
+                lambda h, w: starter.request("POST", f"/containers/{container_id}/resize", query={"h": h, "w": w})
             )
         with raw_terminal(args.tty and args.interactive):
             if args.interactive:

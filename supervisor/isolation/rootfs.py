@@ -178,7 +178,8 @@ def build_rootfs(spec: LaunchSpec, tty_slave_fd: int | None = None) -> None:
     _mount_overlay(spec.rootfs)
     sources = _clone_bind_sources(spec.binds)
     sources += _clone_etc_files(spec.etc_files, os.path.join(spec.rootfs.base, spec.rootfs.scratch))
-    console = syscalls.open_tree_clone(f"/proc/self/fd/{tty_slave_fd}") if tty_slave_fd is not None else None
+    # By name: the descriptor's mount belongs to the host's namespace, and open_tree wants ours.
+    console = syscalls.open_tree_clone(os.ttyname(tty_slave_fd)) if tty_slave_fd is not None else None
     _pivot(spec.rootfs.merged)
     _mount_proc()
     _mount_dev(console)

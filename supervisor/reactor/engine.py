@@ -32,6 +32,7 @@ from supervisor.reactor.restore import restore_containers
 from supervisor.reactor.start import start_or_autoremove
 from supervisor.reactor.state import StateStore
 from supervisor.reactor.stop import kill_container, stop_container
+from supervisor.reactor.tty import resize_tty
 from supervisor.reactor.wait import Condition, WaitResult, waiter
 from supervisor.storage.images import ImageStore
 
@@ -86,6 +87,9 @@ class Engine:
 
     async def remove(self, ref: str, *, force: bool = False) -> None:
         await remove_container(self, self.get(ref), force=force)
+
+    def resize(self, ref: str, height: int, width: int) -> None:
+        resize_tty(self.get(ref), height, width)
 
     def waiter(self, ref: str, condition: Condition) -> Callable[[], Awaitable[WaitResult]]:
         return waiter(self.get(ref), condition)

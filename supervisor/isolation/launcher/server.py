@@ -19,6 +19,8 @@ import os
 import selectors
 import signal
 import socket
+import struct
+import termios
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -211,6 +213,8 @@ class Launcher:
         stdin_write: int | None = None
         if spec.tty:
             pty_master, tty_slave = os.openpty()
+            # A usable size until the client's first resize arrives, which races the exec.
+            fcntl.ioctl(pty_master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
             os.set_inheritable(pty_master, False)
             os.set_inheritable(tty_slave, False)
             outputs = {pty_master: "stdout"}
