@@ -101,3 +101,35 @@ def test_stop_of_a_cooperative_process_is_quick(clean: Daemon) -> None:
     assert clean.corral("stop", "polite").returncode == 0
     assert time.monotonic() - begin < 3
     assert clean.inspect("polite")["State"]["ExitCode"] == 0
+
+
+def test_limits_are_written(clean: Daemon) -> None:
+    clean.corral(
+        "run",
+        "-d",
+        "--name",
+        "limited",
+        "-m",
+        "32m",
+        "--memory-swap",
+        "64m",
+        "--cpu-shares",
+        "512",
+        "--cpuset-cpus",
+        "0",
+        "busybox",
+        "sleep",
+        "30",
+    )
+    container_id = clean.inspect("limited")["Id"]
+    memory = _cgroup_dir(clean, "memory", container_id)
+    assert int((memory / "memory.limit_in_bytes").read_text()) == 32 << 20
+    if (memory / "memory.memsw.limit_in_bytes").exists():
+        assert int((memory / "memory.memsw.limit_in_bytes").read_text()) == 64 << 20
+    assert (_cgroup_dir(clean, "cpu", container_id) / "cpu.shares").read_text().strip() == "512"
+    assert (_cgroup_dir(clean, "cpuset", container_id) / "cpuset.cpus").read_text().strip() == "0"
+    status = clean.corral(
+        "run", "--rm", "--cpuset-cpus", "0", "busybox", "grep", "Cpus_allowed_list", "/proc/self/status"
+    )
+    assert status.stdout.split()[1] == "0"
+    clean.corral("rm", "-f", "limited")

@@ -44,10 +44,11 @@ async def record_exit(engine: Engine, container: Container, status: ExitStatus) 
     oom_killed = False
     if container.cgroup is not None:
         oom_killed = container.cgroup.oom_kill_count() > 0
+        cgroup, container.cgroup = container.cgroup, None
         # The pid namespace is gone, but an `exec`'d straggler could still hold the cgroup.
-        container.cgroup.kill()
-        container.cgroup.remove()
-        container.cgroup = None
+        cgroup.kill()
+        # remove() retries briefly while v1 tears a cgroup down, so keep it off the event loop.
+        await trio.to_thread.run_sync(cgroup.remove)
     if container.process is not None:
         container.process.close()
         container.process = None
