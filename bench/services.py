@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -74,6 +73,29 @@ def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:
         if not alive or time.monotonic() > deadline:
             return alive
         time.sleep(0.05)
+
+
+def cgroup_dirs_named(prefix: str, max_depth: int = 4) -> list[str]:
+    """Cgroup dirs whose name starts with `prefix`, in every hierarchy, deepest first.
+
+    runc nests a container's cgroup under the caller's own cgroup where that
+    is not the root (here: memory), so this looks a few levels down.
+    """
+    found: list[str] = []
+    root = Path("/sys/fs/cgroup")
+    if not root.is_dir():
+        return found
+    for hierarchy in root.iterdir():
+        base_depth = str(hierarchy).count("/")
+        for current, subdirs, _files in os.walk(hierarchy):
+            keep = []
+            for name in subdirs:
+                if name.startswith(prefix):
+                    found.append(os.path.join(current, name))
+                elif current.count("/") - base_depth < max_depth:
+                    keep.append(name)
+            subdirs[:] = keep
+    return sorted(found, key=lambda p: p.count("/"), reverse=True)
 
 
 def mounts_under(path: Path) -> list[str]:
@@ -146,20 +168,27 @@ class CorralDaemon:
     def corral_argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "supervisor.cli.main", *args]
 
-    def start(self) -> None:
+    def start(self, extra_env: dict[str, str] | None = None) -> None:
         from supervisor.cli.client import Client
 
         self.dir.mkdir(parents=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 self.corral_argv(
-                    "daemon", "--root", str(self.root), "--run-dir", str(self.run_dir), "--cgroup-parent", self.cgroup_parent
+                    "daemon",
+                    "--root",
+                    str(self.root),
+                    "--run-dir",
+                    str(self.run_dir),
+                    "--cgroup-parent",
+                    self.cgroup_parent,
                 ),
                 stdout=log,
                 stderr=log,
                 stdin=subprocess.DEVNULL,
                 cwd=REPO,
                 start_new_session=True,
+                env={**os.environ, **(extra_env or {})},
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -187,7 +216,11 @@ class CorralDaemon:
         return self.process.pid if self.process is not None and self.process.poll() is None else None
 
     def launcher_pids(self) -> list[int]:
-        return [pid for pid, cmd in processes_mentioning(str(self.run_dir / "launcher.sock")) if "supervisor.isolation.launcher" in cmd]
+        return [
+            pid
+            for pid, cmd in processes_mentioning(str(self.run_dir / "launcher.sock"))
+            if "supervisor.isolation.launcher" in cmd
+        ]
 
     def remove_all_containers(self) -> int:
         from supervisor.cli.client import Client
@@ -285,7 +318,12 @@ class Dockerd:
 
     def docker_cli(self, *args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [self.docker, *args], env=self.env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+            [self.docker, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
         )
         if check and result.returncode != 0:
             raise ServiceError(f"docker {' '.join(args)} (dockerd) failed: {result.stderr.strip()}")
@@ -348,7 +386,15 @@ class Dockerd:
         unmounted = unmount_all_under(self.dir)
         if unmounted:
             problems.append(f"dockerd left {len(unmounted)} mount(s) under its dirs (unmounted): {unmounted[:3]}")
-        remove_cgroup_parent(self.cgroup_parent, problems)
+        # dockerd's cgroupfs driver nests its parent under its own cgroup where that is not the root
+        # (here: memory), so corral's driver, which works from the hierarchy roots, cannot find it.
+        for directory in cgroup_dirs_named(self.cgroup_parent):
+            try:
+                os.rmdir(directory)
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                problems.append(f"dockerd's cgroup {directory} could not be removed: {err}")
         kept = self.host_paths.remove_created()
         if kept:
             problems.append(f"dockerd created host paths that are not empty (left alone): {kept}")
@@ -366,7 +412,8 @@ class RuncBundle:
         self.bundle = self.dir / "bundle"
         self.state = self.dir / "state"
         self.runc = runc
-        self.started: list[str] = []
+        # launcher_timing names runc's containers "<base name>-runc-<n>".
+        self.id_prefix = f"{base.name}-runc-"
 
     def create(self, layer_dir: Path, args: list[str]) -> None:
         self.state.mkdir(parents=True)
@@ -387,9 +434,12 @@ class RuncBundle:
         return [self.runc, "--root", str(self.state), "run", "--bundle", str(self.bundle), container_id]
 
     def run(self, container_id: str) -> subprocess.CompletedProcess[bytes]:
-        self.started.append(container_id)
         return subprocess.run(
-            self.argv(container_id), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+            self.argv(container_id),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            check=False,
         )
 
     def version(self) -> str:
@@ -405,14 +455,18 @@ class RuncBundle:
         ).stdout.split()
         for container_id in listed:
             problems.append(f"runc: container {container_id} was still there (deleted)")
-            subprocess.run([self.runc, "--root", str(self.state), "delete", "-f", container_id], capture_output=True, check=False)
-        from supervisor.isolation.cgroups import detect
-
-        driver = detect()
-        for container_id in self.started:
-            # runc removes its cgroups on delete; this only catches a failed run.
-            with contextlib.suppress(Exception):
-                driver.remove_parent(container_id)
+            subprocess.run(
+                [self.runc, "--root", str(self.state), "delete", "-f", container_id], capture_output=True, check=False
+            )
+        # runc removes its cgroups on delete; this only catches a failed run.
+        for directory in cgroup_dirs_named(self.id_prefix):
+            try:
+                os.rmdir(directory)
+                problems.append(f"runc left cgroup {directory} (removed)")
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                problems.append(f"runc left cgroup {directory}: {err}")
         unmounted = unmount_all_under(self.dir)
         if unmounted:
             problems.append(f"runc left mounts (unmounted): {unmounted[:3]}")

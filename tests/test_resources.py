@@ -133,3 +133,16 @@ def test_limits_are_written(clean: Daemon) -> None:
     )
     assert status.stdout.split()[1] == "0"
     clean.corral("rm", "-f", "limited")
+
+
+def test_container_is_in_its_cgroup_everywhere(clean: Daemon) -> None:
+    clean.corral("run", "-d", "--name", "member", "busybox", "sleep", "30")
+    info = clean.inspect("member")
+    host_view = Path(f"/proc/{info['State']['Pid']}/cgroup").read_text().splitlines()
+    expected = f"/{clean.cgroup_parent}/{info['Id']}"
+    # Every hierarchy, the v2 one (`0::`, joined at clone time) included.
+    assert host_view and all(line.split(":", 2)[2] == expected for line in host_view), host_view
+    # Its own cgroup namespace: a container sees itself at the root.
+    inside = clean.corral("run", "--rm", "busybox", "cat", "/proc/self/cgroup").stdout.splitlines()
+    assert inside and all(line.split(":", 2)[2] == "/" for line in inside), inside
+    clean.corral("rm", "-f", "member")

@@ -114,10 +114,10 @@ def register(router: Router, engine: Engine) -> None:
         return EmptyResponse()
 
     async def logs(request: Request) -> StreamResponse:
-        return logs_response(engine.get(request.params["id"]), request)
+        return logs_response(engine.get(request.params["id"]), request, engine.inotify)
 
     async def attach(request: Request) -> HijackResponse:
-        return attach_response(engine.get(request.params["id"]), request)
+        return attach_response(engine.get(request.params["id"]), request, engine.inotify)
 
     async def resize(request: Request) -> EmptyResponse:
         engine.resize(request.params["id"], request.q_int("h", 0), request.q_int("w", 0))

@@ -17,6 +17,7 @@ from supervisor.api.request import Request
 from supervisor.api.responses import HijackResponse, RawStream, StreamResponse
 from supervisor.errors import InvalidArgument
 from supervisor.reactor.container import Container
+from supervisor.reactor.inotify import InotifyHub
 from supervisor.reactor.logs import LogQuery, LogRecord, stream_log
 from supervisor.timestamps import parse_rfc3339_ns
 
@@ -72,7 +73,7 @@ def log_query(request: Request) -> LogQuery:
     )
 
 
-def logs_response(container: Container, request: Request) -> StreamResponse:
+def logs_response(container: Container, request: Request, inotify: InotifyHub) -> StreamResponse:
     query = log_query(request)
     if not (query.stdout or query.stderr):
         raise InvalidArgument("Bad parameters: you must choose at least one stream")
@@ -81,7 +82,7 @@ def logs_response(container: Container, request: Request) -> StreamResponse:
     tty = container.spec.tty
 
     async def chunks() -> AsyncIterator[bytes]:
-        async for record in stream_log(container, query, follow=follow):
+        async for record in stream_log(container, query, follow=follow, inotify=inotify):
             yield encode_record(record, tty=tty, timestamps=timestamps)
 
     return StreamResponse(chunks, content_type=RAW if tty else MULTIPLEXED)
@@ -124,7 +125,7 @@ async def _relay_stdin(raw: RawStream, container: Container, exits: int) -> None
             return
 
 
-def attach_response(container: Container, request: Request) -> HijackResponse:
+def attach_response(container: Container, request: Request, inotify: InotifyHub) -> HijackResponse:
     want_stdin = request.q_bool("stdin")
     query = LogQuery(stdout=request.q_bool("stdout"), stderr=request.q_bool("stderr"))
     stream = request.q_bool("stream")
@@ -139,7 +140,7 @@ def attach_response(container: Container, request: Request) -> HijackResponse:
                 nursery.start_soon(_relay_stdin, raw, container, exits)
             if query.stdout or query.stderr:
                 async for record in stream_log(
-                    container, query, follow=stream, from_end=not replay, until_exit_after=exits
+                    container, query, follow=stream, inotify=inotify, from_end=not replay, until_exit_after=exits
                 ):
                     await raw.send_all(encode_record(record, tty=tty, timestamps=False))
             elif stream:

@@ -41,8 +41,11 @@ def cmd_images(ctx: CliContext, args: argparse.Namespace) -> int:
 
 def cmd_bootstrap(_ctx: CliContext, args: argparse.Namespace) -> int:
     # The store is disk-backed with file locks, so this is safe beside a running daemon.
+    from supervisor.logs import configure
     from supervisor.storage.bootstrap import bootstrap_busybox
     from supervisor.storage.images import ImageStore
+
+    configure(level="warning")
 
     store = ImageStore(Path(args.root))
     image = bootstrap_busybox(store, args.name)

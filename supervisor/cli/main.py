@@ -12,13 +12,13 @@ from supervisor.cli import containers, images, run
 from supervisor.cli.client import ClientError, DaemonUnreachable, resolve_socket
 from supervisor.cli.context import CliContext, CommandFailed
 from supervisor.errors import CorralError
-from supervisor.logs import configure
 
 
 def cmd_daemon(_ctx: CliContext, args: argparse.Namespace) -> int:
     import trio
 
     from supervisor.daemon import DaemonAlreadyRunning, DaemonOptions, run_daemon
+    from supervisor.logs import configure
 
     configure(level=args.log_level)
     options = DaemonOptions(root=Path(args.root), run_dir=Path(args.run_dir), cgroup_parent=args.cgroup_parent)
@@ -50,8 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command != "daemon":
-        configure(level="warning")
     try:
         ctx = CliContext(socket=resolve_socket(args.host, os.environ))
         return int(args.func(ctx, args))

@@ -1,7 +1,8 @@
 """The container's first process, from fork to exec.
 
-Runs in a freshly forked child of the launcher that is already pid 1 of a
-new pid namespace. It joins its cgroup, unshares the other namespaces,
+Runs in a freshly cloned child of the launcher that is already pid 1 of a
+new pid namespace and in its v2 cgroup. It joins its v1 cgroups (if the
+host has them), unshares the other namespaces,
 builds the root filesystem, drops privileges and execs the user's
 command. Any failure before the exec is written to `status_fd` as one
 JSON object (`message`, `exit_code`); a successful exec closes the
@@ -102,8 +103,8 @@ def _setup_stdio(stdio: Stdio) -> None:
     os.dup2(stdio.stderr, 2)
 
 
-def _join_cgroup(procs_files: tuple[str, ...]) -> None:
-    for path in procs_files:
+def _join_v1_cgroups(tasks_files: tuple[str, ...]) -> None:
+    for path in tasks_files:
         with open(path, "w") as file:
             file.write("0")
 
@@ -138,7 +139,8 @@ def run_container_process(spec: LaunchSpec, stdio: Stdio, status_fd: int) -> NoR
     """Never returns: execs the command, or reports why not and exits."""
     try:
         _setup_stdio(stdio)
-        _join_cgroup(spec.cgroup_procs)
+        if spec.cgroup is not None:
+            _join_v1_cgroups(spec.cgroup.v1_tasks)
         syscalls.unshare(_NAMESPACES)
         socket.sethostname(spec.hostname)
         _loopback_up()

@@ -37,6 +37,22 @@ READONLY_PATHS: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
+class Membership:
+    """How a new process joins its cgroup without the slow path.
+
+    Writing a pid to `cgroup.procs` takes the kernel's threadgroup lock,
+    which waits out an RCU grace period (10-20 ms here) on every lone
+    start. So: the v2 directory is joined at birth with
+    clone3(CLONE_INTO_CGROUP); each v1 hierarchy through its `tasks`
+    file, which moves one thread and skips that lock (the process is
+    single-threaded then, so it is the same move).
+    """
+
+    v2_dir: str | None
+    v1_tasks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class BindMount:
     source: str
     target: str
@@ -75,7 +91,8 @@ class LaunchSpec:
     rootfs: Rootfs
     log_path: str
     capabilities: tuple[str, ...]
-    cgroup_procs: tuple[str, ...] = ()
+    # Joined at birth (clone3 into the v2 dir) and by the first process (v1 `tasks` files).
+    cgroup: Membership | None = None
     binds: tuple[BindMount, ...] = ()
     # Small generated files (/etc/hostname, /etc/hosts, /etc/resolv.conf): path -> content.
     etc_files: tuple[tuple[str, str], ...] = ()
@@ -96,7 +113,10 @@ class LaunchSpec:
         rootfs = dict(fields["rootfs"])
         rootfs["lowers"] = tuple(rootfs["lowers"])
         fields["rootfs"] = Rootfs(**rootfs)
-        for name in ("args", "env", "capabilities", "cgroup_procs", "masked_paths", "readonly_paths"):
+        if fields.get("cgroup") is not None:
+            cgroup = dict(fields["cgroup"])
+            fields["cgroup"] = Membership(v2_dir=cgroup["v2_dir"], v1_tasks=tuple(cgroup["v1_tasks"]))
+        for name in ("args", "env", "capabilities", "masked_paths", "readonly_paths"):
             if name in fields:
                 fields[name] = tuple(fields[name])
         return cls(**fields)

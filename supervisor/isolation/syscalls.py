@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import signal
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -18,6 +19,9 @@ _libc.unshare.argtypes = [ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 _libc.syscall.restype = ctypes.c_long
+# A PyDLL call keeps the GIL, which clone3 needs: the child must wake up holding it, as after fork().
+_libc_keeping_gil = ctypes.PyDLL(None, use_errno=True)
+_libc_keeping_gil.syscall.restype = ctypes.c_long
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -57,6 +61,21 @@ AT_RECURSIVE = 0x8000
 OPEN_TREE_CLONE = 1
 OPEN_TREE_CLOEXEC = 0o2000000
 MOVE_MOUNT_F_EMPTY_PATH = 0x00000004
+
+_SYS_CLONE3 = 435
+CLONE_PIDFD = 0x00001000
+CLONE_INTO_CGROUP = 0x200000000
+
+
+class _CloneArgs(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_uint64)
+        for name in (
+            "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack",
+            "stack_size", "tls", "set_tid", "set_tid_size", "cgroup",
+        )
+    ]  # fmt: skip
+
 
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217, "riscv64": 41}
 
@@ -127,3 +146,30 @@ def move_mount_to(tree_fd: int, target: str) -> None:
         ),
         f"move_mount onto {target}",
     )
+
+
+def clone_process(flags: int, cgroup_fd: int | None = None) -> tuple[int, int]:
+    """fork() through clone3: new namespaces in `flags`, born in the cgroup `cgroup_fd` (v2).
+
+    Returns (pid, pidfd) in the parent and (0, -1) in the child. Python's
+    own fork hooks run around it exactly as os.fork() runs them.
+    """
+    pidfd = ctypes.c_int(-1)
+    args = _CloneArgs(
+        flags=flags | CLONE_PIDFD | (CLONE_INTO_CGROUP if cgroup_fd is not None else 0),
+        pidfd=ctypes.addressof(pidfd),
+        exit_signal=signal.SIGCHLD,
+        cgroup=cgroup_fd if cgroup_fd is not None else 0,
+    )
+    ctypes.pythonapi.PyOS_BeforeFork()
+    pid = _libc_keeping_gil.syscall(
+        ctypes.c_long(_SYS_CLONE3), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args))
+    )
+    if pid == 0:
+        ctypes.pythonapi.PyOS_AfterFork_Child()
+        return 0, -1
+    errno = ctypes.get_errno()
+    ctypes.pythonapi.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(errno, f"clone3({flags:#x}): {os.strerror(errno)}")
+    return pid, pidfd.value

@@ -25,6 +25,7 @@ from supervisor.isolation.launcher.client import LauncherClient
 from supervisor.reactor.container import Container
 from supervisor.reactor.create import create_container
 from supervisor.reactor.events import EventBus
+from supervisor.reactor.inotify import InotifyHub
 from supervisor.reactor.model import ContainerSpec
 from supervisor.reactor.registry import Registry
 from supervisor.reactor.remove import remove_container
@@ -62,6 +63,7 @@ class Engine:
         self.launcher = launcher
         self.nursery = nursery
         self.events = EventBus()
+        self.inotify = InotifyHub()
         self.registry = Registry()
         self.store = StateStore(config.root / "containers")
         self.rng = random.Random()
@@ -110,6 +112,7 @@ async def open_engine(
 ) -> AsyncIterator[Engine]:
     async with trio.open_nursery() as nursery:
         engine = Engine(config, images=images, cgroups=cgroups, launcher=launcher, nursery=nursery)
+        nursery.start_soon(engine.inotify.run)
         await restore_containers(engine)
         try:
             yield engine

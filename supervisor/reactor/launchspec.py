@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from supervisor.isolation.capabilities import resolve_capabilities
-from supervisor.isolation.spec import LaunchSpec, Rootfs
+from supervisor.isolation.spec import LaunchSpec, Membership, Rootfs
 from supervisor.reactor import etcfiles
 from supervisor.reactor.model import ContainerSpec
 
@@ -19,7 +19,7 @@ def build_launch_spec(
     state_root: Path,
     container_dir: Path,
     layers: Sequence[Path],
-    cgroup_procs: Sequence[str],
+    cgroup: Membership,
     log_path: Path,
     host_resolv_conf: str,
 ) -> LaunchSpec:
@@ -47,7 +47,7 @@ def build_launch_spec(
         rootfs=rootfs,
         log_path=str(log_path),
         capabilities=tuple(sorted(resolve_capabilities(spec.cap_add, spec.cap_drop))),
-        cgroup_procs=tuple(cgroup_procs),
+        cgroup=cgroup,
         etc_files=(
             ("/etc/hostname", etcfiles.hostname_file(hostname)),
             ("/etc/hosts", etcfiles.hosts_file(hostname)),

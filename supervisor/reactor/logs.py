@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import trio
 
 from supervisor.reactor.container import Container
-from supervisor.reactor.inotify import FileWatch
+from supervisor.reactor.inotify import InotifyHub
 from supervisor.timestamps import parse_rfc3339_ns
 
 _READ_CHUNK = 1 << 16
@@ -108,6 +109,7 @@ async def stream_log(
     query: LogQuery,
     *,
     follow: bool,
+    inotify: InotifyHub,
     from_end: bool = False,
     until_exit_after: int | None = None,
 ) -> AsyncIterator[LogRecord]:
@@ -118,33 +120,31 @@ async def stream_log(
     shape attach needs, which connects before start.
     """
     reader = LogReader(container.files.log)
-    # Watch from the moment the file is open, so no write between reading and watching is missed.
-    watch = FileWatch(container.files.log) if follow else None
     try:
-        if from_end:
-            reader.skip_to_end()
-        else:
-            for record in select_records(reader.read_new(), query):
-                yield record
-        if watch is None:
-            return
-
-        def finished(c: Container) -> bool:
-            if c.removed:
-                return True
-            if until_exit_after is not None:
-                return c.exit_count > until_exit_after
-            return not c.state.running
-
-        while True:
-            done = finished(container)
-            for record in reader.read_new():
-                if query.accepts(record):
+        # Watch from the moment the file is open, so no write between reading and watching is missed.
+        with inotify.watch(container.files.log) if follow else nullcontext() as watch:
+            if from_end:
+                reader.skip_to_end()
+            else:
+                for record in select_records(reader.read_new(), query):
                     yield record
-            if done:
+            if watch is None:
                 return
-            await _first_of(watch.wait, lambda: container.wait_until(finished))
+
+            def finished(c: Container) -> bool:
+                if c.removed:
+                    return True
+                if until_exit_after is not None:
+                    return c.exit_count > until_exit_after
+                return not c.state.running
+
+            while True:
+                done = finished(container)
+                for record in reader.read_new():
+                    if query.accepts(record):
+                        yield record
+                if done:
+                    return
+                await _first_of(watch.wait, lambda: container.wait_until(finished))
     finally:
-        if watch is not None:
-            watch.close()
         reader.close()

@@ -42,7 +42,7 @@ async def _start_locked(engine: Engine, container: Container) -> None:
             state_root=engine.config.root,
             container_dir=container.files.dir,
             layers=layers,
-            cgroup_procs=cgroup.procs_files(),
+            cgroup=cgroup.membership(),
             log_path=container.files.log,
             host_resolv_conf=engine.host_resolv_conf(),
         )

@@ -14,6 +14,7 @@ from supervisor.isolation.cgroups.mountinfo import CgroupMounts, V1Hierarchy, pa
 from supervisor.isolation.cgroups.resources import Resources, merge_update
 from supervisor.isolation.cgroups.v1.driver import V1Driver
 from supervisor.isolation.cgroups.v2.driver import V2Driver
+from supervisor.isolation.spec import Membership
 
 __all__ = [
     "Cgroup",
@@ -23,6 +24,7 @@ __all__ = [
     "CpuStats",
     "HostCpus",
     "LimitRejected",
+    "Membership",
     "NoCgroups",
     "Resources",
     "V1Driver",

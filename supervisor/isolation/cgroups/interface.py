@@ -8,6 +8,7 @@ from typing import Literal, Protocol
 
 from supervisor.errors import InvalidArgument
 from supervisor.isolation.cgroups.resources import Resources
+from supervisor.isolation.spec import Membership
 
 CgroupVersion = Literal["1", "2"]
 
@@ -40,7 +41,11 @@ class Cgroup(Protocol):
         ...
 
     def procs_files(self) -> list[str]:
-        """Every cgroup.procs a process writes "0" into to join this cgroup."""
+        """Every cgroup.procs of this cgroup (one per hierarchy)."""
+        ...
+
+    def membership(self) -> Membership:
+        """What a starting container needs to join this cgroup quickly."""
         ...
 
     def pids(self) -> list[int]:

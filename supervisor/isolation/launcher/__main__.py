@@ -6,19 +6,15 @@ import argparse
 import os
 import sys
 
-from supervisor.logs import configure
-
 
 def run() -> int:
     parser = argparse.ArgumentParser(prog="corral-launcher")
     parser.add_argument("--socket", required=True)
     parser.add_argument("--ready-fd", type=int)
-    parser.add_argument("--log-level", default="info")
     parser.add_argument("--detach", action="store_true", help="fork so the launcher is never the daemon's child")
     args = parser.parse_args()
     if args.detach and os.fork() != 0:
         os._exit(0)
-    configure(sys.stderr, args.log_level)
     from supervisor.isolation.launcher.server import main
 
     return main(args.socket, args.ready_fd)

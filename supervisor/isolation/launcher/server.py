@@ -25,16 +25,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
-
 from supervisor.isolation import syscalls
 from supervisor.isolation.launcher import protocol
+from supervisor.isolation.launcher.journal import log
 from supervisor.isolation.launcher.logfile import LogFile
 from supervisor.isolation.process import Stdio, run_container_process
 from supervisor.isolation.spec import LaunchSpec
 from supervisor.timestamps import rfc3339_nano
-
-log = structlog.get_logger(__name__)
 
 _READ_CHUNK = 65536
 _FIRST_CONNECT_GRACE = 30.0
@@ -73,7 +70,6 @@ class Launcher:
         self._by_pid: dict[int, _Container] = {}
         self._ever_connected = False
         self._started_at = time.monotonic()
-        self._own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         self._wakeup_r, self._wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     # -- main loop -------------------------------------------------------
@@ -231,9 +227,17 @@ class Launcher:
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         logfile = LogFile(spec.log_path)
 
-        syscalls.unshare(syscalls.CLONE_NEWPID)
+        cgroup_fd = None
+        if spec.cgroup is not None and spec.cgroup.v2_dir is not None:
+            cgroup_fd = os.open(spec.cgroup.v2_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            pid = os.fork()
+            try:
+                pid, pidfd = syscalls.clone_process(syscalls.CLONE_NEWPID, cgroup_fd)
+            except OSError:
+                logfile.close()
+                for fd in {*outputs, *child_fds, status_r, status_w, *([stdin_write] if stdin_write else [])}:
+                    os.close(fd)
+                raise
             if pid == 0:
                 try:
                     signal.set_wakeup_fd(-1)
@@ -243,13 +247,11 @@ class Launcher:
                 finally:
                     os._exit(125)
         finally:
-            # Our later children must be born in our own pid namespace again.
-            syscalls.setns(self._own_pid_ns, syscalls.CLONE_NEWPID)
+            if cgroup_fd is not None:
+                os.close(cgroup_fd)
 
         for fd in {*child_fds, status_w}:
             os.close(fd)
-        pidfd = os.pidfd_open(pid)
-        os.set_inheritable(pidfd, False)
         container = _Container(
             id=spec.id,
             pid=pid,

@@ -16,6 +16,7 @@ from supervisor.isolation.cgroups.paths import display, under
 from supervisor.isolation.cgroups.resources import Resources
 from supervisor.isolation.cgroups.v1 import cpu, freezer, mapping, memory, pids
 from supervisor.isolation.cgroups.v2 import core
+from supervisor.isolation.spec import Membership
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +60,10 @@ class V1Cgroup:
 
     def procs_files(self) -> list[str]:
         return [os.path.join(d, PROCS) for d in self.paths.values()]
+
+    def membership(self) -> Membership:
+        tasks = tuple(os.path.join(under(h.mountpoint, self.parts), "tasks") for h in self.mounts.v1)
+        return Membership(v2_dir=self._unified, v1_tasks=tasks)
 
     def pids(self) -> list[int]:
         found: set[int] = set()

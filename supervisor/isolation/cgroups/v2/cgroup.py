@@ -13,6 +13,7 @@ from supervisor.isolation.cgroups.limits import write_limits
 from supervisor.isolation.cgroups.paths import display
 from supervisor.isolation.cgroups.resources import Resources
 from supervisor.isolation.cgroups.v2 import core, cpu, mapping, memory, pids
+from supervisor.isolation.spec import Membership
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +38,9 @@ class V2Cgroup:
 
     def procs_files(self) -> list[str]:
         return [self._file(core.PROCS)]
+
+    def membership(self) -> Membership:
+        return Membership(v2_dir=self.directory, v1_tasks=())
 
     def pids(self) -> list[int]:
         return sorted(read_pids(self._file(core.PROCS)))
