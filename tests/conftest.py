@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from harness import Daemon, bootstrap, state_dir, teardown
@@ -25,9 +26,8 @@ def no_leaks() -> Iterator[None]:
         pytest.fail(f"the test suite leaked kernel objects: {leaks}", pytrace=False)
 
 
-@pytest.fixture(scope="module")
-def daemon() -> Iterator[Daemon]:
-    """A daemon shared by a module's tests, with busybox:latest; tests remove their containers."""
+@contextmanager
+def _running_daemon() -> Iterator[Daemon]:
     with state_dir() as base:
         d = Daemon(base)
         bootstrap(d.root)
@@ -36,19 +36,20 @@ def daemon() -> Iterator[Daemon]:
             yield d
         finally:
             teardown(d)
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[Daemon]:
+    """A daemon shared by a module's tests, with busybox:latest; tests remove their containers."""
+    with _running_daemon() as d:
+        yield d
 
 
 @pytest.fixture
 def fresh_daemon() -> Iterator[Daemon]:
     """A daemon of the test's own, for tests that kill or restart it."""
-    with state_dir() as base:
-        d = Daemon(base)
-        bootstrap(d.root)
-        d.start()
-        try:
-            yield d
-        finally:
-            teardown(d)
+    with _running_daemon() as d:
+        yield d
 
 
 @pytest.fixture
