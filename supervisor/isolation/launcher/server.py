@@ -19,8 +19,6 @@ import os
 import selectors
 import signal
 import socket
-import struct
-import termios
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +27,8 @@ from supervisor.isolation import syscalls
 from supervisor.isolation.launcher import protocol
 from supervisor.isolation.launcher.journal import log
 from supervisor.isolation.launcher.logfile import LogFile
-from supervisor.isolation.process import Stdio, run_container_process
+from supervisor.isolation.launcher.stdio import open_stdio
+from supervisor.isolation.process import run_container_process
 from supervisor.isolation.spec import LaunchSpec
 from supervisor.timestamps import rfc3339_nano
 
@@ -204,29 +203,9 @@ class Launcher:
     # -- container lifecycle ---------------------------------------------
 
     def _fork(self, spec: LaunchSpec) -> _Container:
-        pty_master: int | None = None
-        tty_slave: int | None = None
-        stdin_write: int | None = None
-        if spec.tty:
-            pty_master, tty_slave = os.openpty()
-            # A usable size until the client's first resize arrives, which races the exec.
-            fcntl.ioctl(pty_master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-            os.set_inheritable(pty_master, False)
-            os.set_inheritable(tty_slave, False)
-            outputs = {pty_master: "stdout"}
-            child_fds = (tty_slave, tty_slave, tty_slave)
-        else:
-            out_r, out_w = os.pipe2(os.O_CLOEXEC)
-            err_r, err_w = os.pipe2(os.O_CLOEXEC)
-            if spec.open_stdin:
-                stdin_read, stdin_write = os.pipe2(os.O_CLOEXEC)
-            else:
-                stdin_read = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-            outputs = {out_r: "stdout", err_r: "stderr"}
-            child_fds = (stdin_read, out_w, err_w)
+        stdio = open_stdio(tty=spec.tty, open_stdin=spec.open_stdin)
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         logfile = LogFile(spec.log_path)
-
         cgroup_fd = None
         if spec.cgroup is not None and spec.cgroup.v2_dir is not None:
             cgroup_fd = os.open(spec.cgroup.v2_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -235,40 +214,41 @@ class Launcher:
                 pid, pidfd = syscalls.clone_process(syscalls.CLONE_NEWPID, cgroup_fd)
             except OSError:
                 logfile.close()
-                for fd in {*outputs, *child_fds, status_r, status_w, *([stdin_write] if stdin_write else [])}:
-                    os.close(fd)
+                stdio.close_all()
+                os.close(status_r)
+                os.close(status_w)
                 raise
             if pid == 0:
                 try:
                     signal.set_wakeup_fd(-1)
                     for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD):
                         signal.signal(signum, signal.SIG_DFL)
-                    run_container_process(spec, Stdio(*child_fds, tty=tty_slave), status_w)
+                    run_container_process(spec, stdio.child, status_w)
                 finally:
                     os._exit(125)
         finally:
             if cgroup_fd is not None:
                 os.close(cgroup_fd)
 
-        for fd in {*child_fds, status_w}:
-            os.close(fd)
+        stdio.close_child_ends()
+        os.close(status_w)
         container = _Container(
             id=spec.id,
             pid=pid,
             pidfd=pidfd,
             log=logfile,
-            outputs=outputs,
+            outputs=stdio.outputs,
             status_fd=status_r,
-            pty_master=pty_master,
+            pty_master=stdio.pty_master,
             start_request=None,
         )
         self._containers[spec.id] = container
         self._by_pid[pid] = container
-        for fd in outputs:
+        for fd in stdio.outputs:
             os.set_blocking(fd, False)
             self._selector.register(fd, selectors.EVENT_READ, lambda f, c=container: self._on_output(c, f))
         self._selector.register(
-            status_r, selectors.EVENT_READ, lambda f, c=container, w=stdin_write: self._on_status(c, w)
+            status_r, selectors.EVENT_READ, lambda f, c=container, w=stdio.stdin_write: self._on_status(c, w)
         )
         return container
 
