@@ -105,8 +105,11 @@ def _setup_stdio(stdio: Stdio) -> None:
 
 def _join_v1_cgroups(tasks_files: tuple[str, ...]) -> None:
     for path in tasks_files:
-        with open(path, "w") as file:
-            file.write("0")
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
 
 
 def _exec(spec: LaunchSpec) -> NoReturn:
