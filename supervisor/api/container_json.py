@@ -21,6 +21,8 @@ def status_text(container: Container, now: float | None = None) -> str:
     state = container.state
     if state.status == "running":
         return f"Up {human_duration(_since(state.started_at, now))}"
+    if state.status == "restarting":
+        return f"Restarting ({state.exit_code}) {human_duration(_since(state.finished_at, now))} ago"
     if state.status == "exited":
         return f"Exited ({state.exit_code}) {human_duration(_since(state.finished_at, now))} ago"
     if state.status == "removing":
@@ -90,7 +92,8 @@ def inspect_json(container: Container) -> dict[str, Any]:
         "Args": list(args[1:]),
         "State": {
             "Status": state.status,
-            "Running": state.status == "running",
+            # Docker counts a container waiting to restart as running.
+            "Running": state.status in ("running", "restarting"),
             "Paused": state.status == "paused",
             "Restarting": state.status == "restarting",
             "OOMKilled": state.oom_killed,

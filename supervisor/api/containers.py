@@ -70,7 +70,7 @@ def register(router: Router, engine: Engine) -> None:
         chosen = [
             list_json(c)
             for c in engine.containers()
-            if (show_all or c.state.status == "running") and _matches(c, filters)
+            if (show_all or c.state.running) and _matches(c, filters)
         ]
         limit = request.q_int("limit", -1)
         return JSONResponse(chosen[:limit] if limit > 0 else chosen)

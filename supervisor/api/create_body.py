@@ -106,9 +106,6 @@ def _restart_policy(host: dict[str, Any]) -> RestartPolicy:
         raise InvalidArgument(f"maximum retry count cannot be used with restart policy '{name}'")
     if retries < 0:
         raise InvalidArgument("maximum retry count cannot be negative")
-    if name != "no":
-        # The engine keeps no restart loop yet; accepting the policy would be a silent lie.
-        raise InvalidArgument(f"restart policy {name!r} is not supported by corral yet")
     return RestartPolicy(name=name, max_retries=retries)  # type: ignore[arg-type]
 
 

@@ -58,8 +58,13 @@ class Container:
         self.removing = False
         self.process: Process | None = None
         self.cgroup: Cgroup | None = None
-        # Set while a start, stop or remove is in flight, so they do not interleave.
+        # Held while a start or an exit's clean-up is in flight, so they do not interleave.
         self.lock = trio.Lock()
+        # Restart bookkeeping for the supervision task: the last backoff delay, when the
+        # current run began (monotonic), and the scope of a pending restart's wait.
+        self.backoff: float | None = None
+        self.started_monotonic = 0.0
+        self.restart_wait: trio.CancelScope | None = None
 
     @property
     def short_id(self) -> str:
@@ -72,6 +77,11 @@ class Container:
         if exited:
             self.exit_count += 1
         self._notify()
+
+    def cancel_restart(self) -> None:
+        """End a pending restart's wait (a stop or remove came while it was `restarting`)."""
+        if self.restart_wait is not None:
+            self.restart_wait.cancel()
 
     def mark_removed(self) -> None:
         self.removed = True

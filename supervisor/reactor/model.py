@@ -21,6 +21,10 @@ Status = Literal["created", "running", "paused", "restarting", "removing", "exit
 class RestartPolicy:
     name: Literal["no", "on-failure", "always", "unless-stopped"] = "no"
     max_retries: int = 0
+    # Backoff in seconds (see reactor/restart.py); Docker's restart manager uses these defaults.
+    initial: float = 0.1
+    max_delay: float = 60.0
+    reset_after: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ class ContainerState:
     started_at: str = "0001-01-01T00:00:00Z"
     finished_at: str = "0001-01-01T00:00:00Z"
     restart_count: int = 0
+    # A stop or kill through the API: restarts stay off until a manual start (or daemon restart).
+    manually_stopped: bool = False
 
     @property
     def running(self) -> bool:

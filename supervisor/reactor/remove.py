@@ -30,6 +30,7 @@ async def remove_container(engine: Engine, container: Container, *, force: bool 
             "Stop the container before attempting removal or force remove"
         )
     container.removing = True
+    container.cancel_restart()
     try:
         await force_stop(container)
         engine.registry.discard(container)

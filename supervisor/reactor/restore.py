@@ -7,13 +7,14 @@ no daemon was here gets its real exit status recorded now.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 import structlog
 
 from supervisor.isolation.launcher.client import ExitStatus
 from supervisor.reactor.container import Container, Process
-from supervisor.reactor.supervise import record_exit, supervise
+from supervisor.reactor.supervise import record_exit, resume_after_exit, supervise
 from supervisor.timestamps import now_rfc3339
 
 if TYPE_CHECKING:
@@ -29,7 +30,12 @@ async def restore_containers(engine: Engine) -> None:
     for stored in engine.store.load_all():
         container = Container(stored.id, stored.name, stored.created, stored.spec, stored.state, engine.store)
         engine.registry.add(container)
+        if container.state.status == "restarting":
+            # The daemon died while it waited to restart this one: it is simply exited.
+            container.transition(container.state.evolve(status="exited"))
         if not container.state.running:
+            if container.state.status == "exited":
+                engine.nursery.start_soon(partial(resume_after_exit, engine, container, at_daemon_start=True))
             continue
         try:
             container.cgroup = engine.cgroups.open(engine.config.cgroup_parent, container.id)
@@ -39,11 +45,13 @@ async def restore_containers(engine: Engine) -> None:
         if adopted is None:
             log.warning("container.lost", id=container.id, pid=container.state.pid)
             await record_exit(engine, container, ExitStatus(_LOST_EXIT, None, now_rfc3339()))
+            engine.nursery.start_soon(partial(resume_after_exit, engine, container, at_daemon_start=False))
             continue
         container.process = Process(adopted.pid, adopted.pidfd, None, adopted.pty_fd)
         if adopted.finished and adopted.exit is not None:
             log.info("container.exited_while_away", id=container.id, exit_code=adopted.exit.exit_code)
             await record_exit(engine, container, adopted.exit)
+            engine.nursery.start_soon(partial(resume_after_exit, engine, container, at_daemon_start=False))
             continue
         log.info("container.readopted", id=container.id, pid=adopted.pid)
         engine.nursery.start_soon(supervise, engine, container)

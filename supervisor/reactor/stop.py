@@ -38,6 +38,11 @@ def _kill_everything(container: Container) -> None:
         container.cgroup.kill()
 
 
+def _mark_manually_stopped(container: Container) -> None:
+    if not container.state.manually_stopped:
+        container.transition(container.state.evolve(manually_stopped=True))
+
+
 async def wait_for_exit(container: Container, exit_count: int) -> None:
     await container.wait_until(lambda c: c.exit_count > exit_count or c.removed)
 
@@ -45,9 +50,17 @@ async def wait_for_exit(container: Container, exit_count: int) -> None:
 async def stop_container(
     engine: Engine, container: Container, timeout: int | None = None, signal_name: str | None = None
 ) -> None:
+    signum = parse_signal(signal_name or container.spec.stop_signal or "SIGTERM")
+    if container.state.status == "restarting":
+        # Between two runs: the stop cancels the pending restart.
+        _mark_manually_stopped(container)
+        container.cancel_restart()
+        await container.wait_until(lambda c: c.state.status != "restarting")
+        engine.events.publish(Event("container", "stop", container.id, {"name": container.name}))
+        return
     if not container.state.running or container.process is None:
         raise NotModified("container already stopped")
-    signum = parse_signal(signal_name or container.spec.stop_signal or "SIGTERM")
+    _mark_manually_stopped(container)
     grace = timeout if timeout is not None else (container.spec.stop_timeout or DEFAULT_STOP_TIMEOUT)
     exits = container.exit_count
     _send(container, signum)
@@ -66,8 +79,15 @@ async def stop_container(
 
 async def kill_container(engine: Engine, container: Container, signal_name: str | None = None) -> None:
     signum = parse_signal(signal_name or "SIGKILL")
+    if container.state.status == "restarting":
+        raise Conflict(
+            f"Cannot kill container: {container.id}: Container {container.id} is restarting, "
+            "wait until the container is running"
+        )
     if not container.state.running or container.process is None:
         raise Conflict(f"Cannot kill container: {container.id}: Container {container.id} is not running")
+    # As moby's killWithSignal: any signal sent by hand stops the restart policy from acting.
+    _mark_manually_stopped(container)
     if signum == signal.SIGKILL:
         _kill_everything(container)
     else:

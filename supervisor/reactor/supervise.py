@@ -1,20 +1,28 @@
-"""One task per running container: wait for its exit, record it, clean up after it.
+"""One task per running container: wait for its exit, record it, restart it per its policy.
 
-The exit is seen through the container's pidfd (no polling); the launcher
-then gives the status once the container's output is all in the log.
+The exit is the launcher's answer to `wait` (given once the process is
+reaped and its output is in the log); if the launcher is gone, the pidfd
+says when the process is. After an exit the task applies the restart
+policy with backoff (reactor/restart.py) and, when it restarts the
+container, goes on supervising the new process: one task for the
+container's whole supervised life.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import structlog
 import trio
 
+from supervisor.errors import StartFailed
 from supervisor.isolation.launcher.client import ExitStatus, LauncherLost
 from supervisor.reactor.container import Container
 from supervisor.reactor.events import Event
+from supervisor.reactor.launch import launch
 from supervisor.reactor.remove import remove_container
+from supervisor.reactor.restart import next_delay, should_restart
 from supervisor.timestamps import now_rfc3339
 
 if TYPE_CHECKING:
@@ -27,18 +35,70 @@ _UNKNOWN_EXIT = 255
 
 
 async def supervise(engine: Engine, container: Container) -> None:
+    while True:
+        status = await _wait_for_exit(engine, container)
+        uptime = time.monotonic() - container.started_monotonic
+        await record_exit(engine, container, status)
+        if not await restart_with_backoff(engine, container, uptime):
+            return
+
+
+async def _wait_for_exit(engine: Engine, container: Container) -> ExitStatus:
     process = container.process
     assert process is not None
     try:
-        # The launcher answers once the process is reaped and its output is all in the log.
         status = await engine.launcher.wait(container.id)
     except LauncherLost:
         # Without the launcher, the pidfd still says when the process is gone.
         await trio.lowlevel.wait_readable(process.pidfd)
         status = None
-    if status is None:
-        status = ExitStatus(exit_code=_UNKNOWN_EXIT, signal=None, finished_at=now_rfc3339())
-    await record_exit(engine, container, status)
+    return status or ExitStatus(exit_code=_UNKNOWN_EXIT, signal=None, finished_at=now_rfc3339())
+
+
+def _wants_restart(container: Container, at_daemon_start: bool) -> bool:
+    state = container.state
+    if container.removed or container.removing:
+        return False
+    return should_restart(
+        container.spec.restart_policy,
+        exit_code=state.exit_code,
+        manually_stopped=state.manually_stopped,
+        restart_count=state.restart_count,
+        at_daemon_start=at_daemon_start,
+    )
+
+
+async def restart_with_backoff(
+    engine: Engine, container: Container, uptime: float, *, at_daemon_start: bool = False
+) -> bool:
+    """Restart the exited container if its policy says so; True once a new process runs.
+
+    The container shows `restarting` while it waits; a stop or remove in
+    that time cancels the wait (Container.cancel_restart). A restart that
+    fails to start counts as another exit and backs off again.
+    """
+    while _wants_restart(container, at_daemon_start):
+        delay = next_delay(container.spec.restart_policy, container.backoff, uptime)
+        container.backoff = delay
+        container.transition(container.state.evolve(status="restarting"))
+        log.info("container.restart_scheduled", id=container.id, delay=delay, count=container.state.restart_count)
+        with trio.CancelScope() as wait:
+            container.restart_wait = wait
+            await trio.sleep(delay)
+        container.restart_wait = None
+        async with container.lock:
+            if wait.cancelled_caught or not _wants_restart(container, at_daemon_start):
+                if not container.removed:
+                    container.transition(container.state.evolve(status="exited"))
+                return False
+            try:
+                await launch(engine, container, restart=True)
+                return True
+            except StartFailed as err:
+                log.warning("container.restart_failed", id=container.id, error=str(err))
+                uptime = 0.0
+        at_daemon_start = False
+    return False
 
 
 async def record_exit(engine: Engine, container: Container, status: ExitStatus) -> None:
@@ -84,3 +144,9 @@ async def record_exit(engine: Engine, container: Container, status: ExitStatus) 
                 await engine.launcher.forget(container.id)
             except (LauncherLost, RuntimeError) as err:
                 log.warning("container.forget_failed", id=container.id, error=str(err))
+
+
+async def resume_after_exit(engine: Engine, container: Container, *, at_daemon_start: bool) -> None:
+    """For a container found exited (at restore): restart it per its policy, then supervise it."""
+    if await restart_with_backoff(engine, container, uptime=0.0, at_daemon_start=at_daemon_start):
+        await supervise(engine, container)
