@@ -15,7 +15,7 @@ from supervisor.api.app import build_router
 from supervisor.api.http import serve_unix
 from supervisor.isolation.cgroups import detect
 from supervisor.isolation.launcher.client import open_launcher
-from supervisor.reactor.engine import EngineConfig, open_engine
+from supervisor.reactor.engine import Engine, EngineConfig, open_engine
 from supervisor.storage.images import ImageStore
 
 log = structlog.get_logger(__name__)
@@ -30,6 +30,10 @@ class DaemonOptions:
     root: Path = DEFAULT_ROOT
     run_dir: Path = DEFAULT_RUN_DIR
     cgroup_parent: str = DEFAULT_CGROUP_PARENT
+    # Live restore is the default: containers outlive the daemon. This stops them at shutdown instead.
+    shutdown_containers: bool = False
+    # A directory of TOML container configs to converge on (docs/configuration.md).
+    configs: Path | None = None
 
     @property
     def socket(self) -> Path:
@@ -50,10 +54,18 @@ def _lock_root(root: Path) -> int:
     return fd
 
 
-async def _stop_on_signals(cancel_scope: trio.CancelScope) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+async def _handle_signals(engine: Engine, options: DaemonOptions, cancel_scope: trio.CancelScope) -> None:
+    """SIGTERM/SIGINT stop the daemon (and with --shutdown-containers its containers); SIGHUP reloads."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async for signum in signals:
+            if signum == signal.SIGHUP:
+                log.info("daemon.reload", signal="SIGHUP")
+                if engine.reconciler is not None:
+                    engine.reconciler.request()
+                continue
             log.info("daemon.stopping", signal=signal.Signals(signum).name)
+            if options.shutdown_containers:
+                await engine.stop_all()
             cancel_scope.cancel()
             return
 
@@ -69,8 +81,10 @@ async def run_daemon(options: DaemonOptions, *, task_status: trio.TaskStatus[Non
             config = EngineConfig(root=options.root, run_dir=options.run_dir, cgroup_parent=options.cgroup_parent)
             async with open_engine(config, images=images, cgroups=cgroups, launcher=launcher) as engine:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
+                    nursery.start_soon(_handle_signals, engine, options, nursery.cancel_scope)
                     await nursery.start(serve_unix, options.socket, build_router(engine))
+                    if options.configs is not None:
+                        await engine.use_configs(options.configs.resolve())
                     log.info(
                         "daemon.ready",
                         socket=str(options.socket),

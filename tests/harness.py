@@ -44,7 +44,7 @@ class Daemon:
         env.pop("DOCKER_CONTEXT", None)
         return env
 
-    def start(self) -> None:
+    def start(self, *extra_args: str) -> None:
         assert self.process is None or self.process.poll() is not None
         if self.socket.exists():
             self.socket.unlink()
@@ -59,6 +59,7 @@ class Daemon:
                 str(self.run_dir),
                 "--cgroup-parent",
                 self.cgroup_parent,
+                *extra_args,
             ],
             stdout=log,
             stderr=log,
@@ -156,7 +157,8 @@ def state_dir() -> Iterator[Path]:
     try:
         yield base
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        if not os.environ.get("CORRAL_KEEP_TEST_STATE"):
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
@@ -182,8 +184,27 @@ def teardown(daemon: Daemon) -> None:
             wait_for(lambda: daemon.launcher_pid() is None, timeout=10)
         except AssertionError:
             os.kill(launcher, signal.SIGKILL)
+            _kill_leftover_containers(daemon.cgroup_parent)
             raise AssertionError(f"the launcher (pid {launcher}) did not exit after its daemon stopped") from None
     detect().remove_parent(daemon.cgroup_parent)
+
+
+def _kill_leftover_containers(cgroup_parent: str) -> None:
+    """After a failed teardown: kill and remove every container cgroup left under the parent, so one
+    failure does not leave processes behind to be counted against every later run."""
+    driver = detect()
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        parent = hierarchy / cgroup_parent
+        if not parent.is_dir():
+            continue
+        for child in [c for c in parent.iterdir() if c.is_dir()]:
+            try:
+                cgroup = driver.open(cgroup_parent, child.name)
+            except FileNotFoundError:
+                continue
+            cgroup.kill()
+            wait_for(lambda cgroup=cgroup: not cgroup.pids(), timeout=5)
+            cgroup.remove()
 
 
 def run_json(result: subprocess.CompletedProcess[str]) -> Any:

@@ -146,3 +146,21 @@ def test_container_is_in_its_cgroup_everywhere(clean: Daemon) -> None:
     inside = clean.corral("run", "--rm", "busybox", "cat", "/proc/self/cgroup").stdout.splitlines()
     assert inside and all(line.split(":", 2)[2] == "/" for line in inside), inside
     clean.corral("rm", "-f", "member")
+
+
+def test_oom_is_reported_even_when_the_exit_code_hides_it(clean: Daemon) -> None:
+    # The OOM-killed process is a child; pid 1 shrugs and exits 0. OOMKilled comes from the cgroup.
+    result = clean.corral(
+        "run",
+        "--name",
+        "shrug",
+        "-m",
+        "16m",
+        "busybox",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/dev/null bs=64M count=1; exit 0",
+    )
+    assert result.returncode == 0
+    state = clean.inspect("shrug")["State"]
+    assert state["ExitCode"] == 0 and state["OOMKilled"] is True

@@ -96,3 +96,46 @@ def test_policies_across_a_daemon_restart(fresh_daemon: Daemon) -> None:
     assert _state(d, "unless-stopped")["Status"] == "exited"
     wait_for(lambda: _state(d, "crashes-away")["Status"] == "running")
     assert d.inspect("crashes-away")["RestartCount"] == 1
+
+
+def test_docker_restart(clean: Daemon) -> None:
+    clean.docker(
+        "run",
+        "-d",
+        "--name",
+        "again",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; echo up; while :; do sleep 0.05; done",
+    )
+    first = _state(clean, "again")["Pid"]
+    assert clean.docker("restart", "-t", "2", "again").returncode == 0
+    state = _state(clean, "again")
+    assert state["Status"] == "running" and state["Pid"] != first
+    wait_for(lambda: clean.docker("logs", "again").stdout == "up\nup\n")
+
+
+def test_shutdown_containers_flag(fresh_daemon: Daemon) -> None:
+    d = fresh_daemon
+    d.stop()
+    d.start("--shutdown-containers")
+    d.docker(
+        "run",
+        "-d",
+        "--name",
+        "polite",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while :; do sleep 0.05; done",
+    )
+    pid = int(_state(d, "polite")["Pid"])
+    d.stop()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    d.start()
+    # Stopped by the shutdown, not by hand: the policy brings it back with the daemon.
+    wait_for(lambda: _state(d, "polite")["Status"] == "running")

@@ -7,7 +7,7 @@ from typing import Any
 
 from supervisor.humanize import human_duration
 from supervisor.reactor.container import Container
-from supervisor.reactor.model import ContainerSpec
+from supervisor.reactor.model import ContainerSpec, HealthCheck, HealthState, LogOptions
 from supervisor.timestamps import ZERO_TIME, parse_rfc3339_ns
 
 
@@ -20,7 +20,10 @@ def status_text(container: Container, now: float | None = None) -> str:
     now = time.time() if now is None else now
     state = container.state
     if state.status == "running":
-        return f"Up {human_duration(_since(state.started_at, now))}"
+        health = ""
+        if state.health is not None:
+            health = " (health: starting)" if state.health.status == "starting" else f" ({state.health.status})"
+        return f"Up {human_duration(_since(state.started_at, now))}{health}"
     if state.status == "restarting":
         return f"Restarting ({state.exit_code}) {human_duration(_since(state.finished_at, now))} ago"
     if state.status == "exited":
@@ -30,6 +33,20 @@ def status_text(container: Container, now: float | None = None) -> str:
     if state.status == "dead":
         return "Dead"
     return "Created"
+
+
+def _log_config(options: LogOptions) -> dict[str, str]:
+    """Docker's json-file options as strings; a size in the largest decimal unit that is exact (FromHumanSize's)."""
+    config: dict[str, str] = {}
+    if options.max_size is not None:
+        size, unit = options.max_size, ""
+        for suffix, factor in (("g", 10**9), ("m", 10**6), ("k", 10**3)):
+            if size % factor == 0:
+                size, unit = size // factor, suffix
+                break
+        config["max-size"] = f"{size}{unit}"
+        config["max-file"] = str(options.max_files)
+    return config
 
 
 def _host_config(spec: ContainerSpec) -> dict[str, Any]:
@@ -51,7 +68,7 @@ def _host_config(spec: ContainerSpec) -> dict[str, Any]:
         "CpuShares": r.cpu_shares or 0,
         "CpusetCpus": r.cpuset_cpus or "",
         "PidsLimit": r.pids_limit,
-        "LogConfig": {"Type": "json-file", "Config": {}},
+        "LogConfig": {"Type": "json-file", "Config": _log_config(spec.log)},
         "MaskedPaths": None,
         "ReadonlyPaths": None,
     }
@@ -78,7 +95,30 @@ def _config(container: Container) -> dict[str, Any]:
         "OnBuild": None,
         "Labels": dict(spec.labels),
         "StopSignal": spec.stop_signal,
+        **({"Healthcheck": _healthcheck_json(spec.health)} if spec.health is not None else {}),
         "StopTimeout": spec.stop_timeout,
+    }
+
+
+def _health_json(health: HealthState) -> dict[str, Any]:
+    return {
+        "Status": health.status,
+        "FailingStreak": health.failing_streak,
+        "Log": [{"Start": r.start, "End": r.end, "ExitCode": r.exit_code, "Output": r.output} for r in health.log],
+    }
+
+
+def _healthcheck_json(check: HealthCheck | None) -> dict[str, Any] | None:
+    if check is None:
+        return None
+    if check.kind != "exec":
+        return {"Test": [f"CORRAL-{check.kind.upper()}", check.target]}
+    return {
+        "Test": ["CMD", *check.argv],
+        "Interval": int(check.interval * 1e9),
+        "Timeout": int(check.timeout * 1e9),
+        "Retries": check.retries,
+        "StartPeriod": int(check.start_period * 1e9),
     }
 
 
@@ -103,6 +143,7 @@ def inspect_json(container: Container) -> dict[str, Any]:
             "Error": state.error,
             "StartedAt": state.started_at or ZERO_TIME,
             "FinishedAt": state.finished_at or ZERO_TIME,
+            **({"Health": _health_json(state.health)} if state.health is not None else {}),
         },
         "Image": spec.image_id,
         "ResolvConfPath": "",

@@ -67,11 +67,7 @@ def register(router: Router, engine: Engine) -> None:
         filters = _filters(request)
         if "status" in filters:
             show_all = True
-        chosen = [
-            list_json(c)
-            for c in engine.containers()
-            if (show_all or c.state.running) and _matches(c, filters)
-        ]
+        chosen = [list_json(c) for c in engine.containers() if (show_all or c.state.running) and _matches(c, filters)]
         limit = request.q_int("limit", -1)
         return JSONResponse(chosen[:limit] if limit > 0 else chosen)
 
@@ -89,6 +85,15 @@ def register(router: Router, engine: Engine) -> None:
         except ValueError:
             raise InvalidArgument(f"invalid value for 't': {timeout!r}") from None
         await engine.stop(request.params["id"], seconds, request.q("signal") or None)
+        return EmptyResponse()
+
+    async def restart(request: Request) -> EmptyResponse:
+        timeout = request.q("t") or request.q("timeout")
+        try:
+            seconds = int(timeout) if timeout else None
+        except ValueError:
+            raise InvalidArgument(f"invalid value for 't': {timeout!r}") from None
+        await engine.restart(request.params["id"], seconds)
         return EmptyResponse()
 
     async def kill(request: Request) -> EmptyResponse:
@@ -129,6 +134,7 @@ def register(router: Router, engine: Engine) -> None:
     router.route("POST", "/containers/{id}/start", start)
     router.route("POST", "/containers/{id}/stop", stop)
     router.route("POST", "/containers/{id}/kill", kill)
+    router.route("POST", "/containers/{id}/restart", restart)
     router.route("POST", "/containers/{id}/wait", wait)
     router.route("DELETE", "/containers/{id}", remove)
     router.route("GET", "/containers/{id}/logs", logs)

@@ -6,11 +6,13 @@ does not have yet are refused by name when set, never silently dropped.
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
 from typing import Any
 
 from supervisor.errors import InvalidArgument
 from supervisor.isolation.cgroups.resources import Resources
-from supervisor.reactor.model import ContainerSpec, RestartPolicy
+from supervisor.reactor.model import ContainerSpec, HealthCheck, LogOptions, RestartPolicy
 
 # Set to anything but their zero value, these ask for what corral cannot do yet.
 _UNSUPPORTED_HOST_CONFIG = (
@@ -120,6 +122,57 @@ def _no_new_privileges(security_opt: tuple[str, ...]) -> bool:
     return enabled
 
 
+# Docker's json-file options (moby daemon/logger/jsonfilelog ValidateLogOpt); corral has the rotation ones.
+_LOG_DRIVER = "json-file"
+_LOG_OPTS = ("max-size", "max-file")
+_LOG_OPTS_UNSUPPORTED = ("compress", "labels", "labels-regex", "env", "env-regex", "tag")
+# go-units FromHumanSize, which json-file's max-size uses: decimal units, `b`/`ib` suffix optional.
+_HUMAN_SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?(?:([kmgtp])(i?b)?|(b))?$", re.IGNORECASE)
+_DECIMAL = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15}
+
+
+def _human_size(text: str) -> int:
+    match = _HUMAN_SIZE.match(text)
+    if not match:
+        raise InvalidArgument(f"invalid log opt max-size {text!r}: expected a size such as 10m, 512k or 1g")
+    number, unit, _, _ = match.groups()
+    return int(Decimal(number) * _DECIMAL.get((unit or "").lower(), 1))
+
+
+def log_options(config: dict[str, str]) -> LogOptions:
+    """json-file's `max-size`/`max-file` as Docker reads them; other options refused by name."""
+    for key in config:
+        if key in _LOG_OPTS_UNSUPPORTED:
+            raise InvalidArgument(f"log opt '{key}' is not supported by corral yet (only max-size and max-file)")
+        if key not in _LOG_OPTS:
+            raise InvalidArgument(f"unknown log opt '{key}' for json-file log driver")
+    max_size = None
+    if "max-size" in config:
+        max_size = _human_size(config["max-size"])
+        if max_size <= 0:
+            raise InvalidArgument("max-size must be a positive number")
+    max_files = 1
+    if "max-file" in config:
+        text = config["max-file"]
+        if not re.fullmatch(r"[+-]?\d+", text):
+            raise InvalidArgument(f"invalid log opt max-file {text!r}: expected an integer")
+        max_files = int(text)
+        if max_files < 1:
+            raise InvalidArgument("max-file cannot be less than 1")
+        if max_files > 1 and max_size is None:
+            raise InvalidArgument("max-file cannot be set without max-size: the log would never rotate")
+    return LogOptions(max_size=max_size, max_files=max_files)
+
+
+def _log_config(host: dict[str, Any]) -> LogOptions:
+    where = "HostConfig.LogConfig"
+    config = _get(host, "LogConfig", "HostConfig", dict, {})
+    driver = _get(config, "Type", where, str, "")
+    if driver not in ("", _LOG_DRIVER):
+        raise InvalidArgument(f"log driver {driver!r} is not supported by corral (only json-file)")
+    return log_options(_str_map(config, "Config", where))
+
+
 def parse_create_body(body: Any) -> ContainerSpec:
     if not isinstance(body, dict):
         raise InvalidArgument("invalid create request: the body must be a JSON object")
@@ -137,8 +190,6 @@ def parse_create_body(body: Any) -> ContainerSpec:
         )
     if _is_set(body.get("ExposedPorts")):
         raise InvalidArgument("ExposedPorts is not supported by corral yet")
-    if _is_set(body.get("Healthcheck")):
-        raise InvalidArgument("Healthcheck is not supported by corral yet")
     stop_timeout = _get(body, "StopTimeout", "", int, None)
     entrypoint = _str_list(body, "Entrypoint", allow_string=True)
     if entrypoint == ("",):
@@ -165,4 +216,6 @@ def parse_create_body(body: Any) -> ContainerSpec:
         no_new_privileges=_no_new_privileges(_str_list(host, "SecurityOpt", "HostConfig") or ()),
         auto_remove=_get(host, "AutoRemove", "HostConfig", bool, False),
         restart_policy=_restart_policy(host),
+        health=HealthCheck.from_docker(_get(body, "Healthcheck", "", dict, {})),
+        log=_log_config(host),
     )

@@ -77,6 +77,13 @@ def cmd_stop(ctx: CliContext, args: argparse.Namespace) -> int:
     )
 
 
+def cmd_restart(ctx: CliContext, args: argparse.Namespace) -> int:
+    query = {"t": args.time} if args.time is not None else {}
+    return _each(
+        ctx, args.containers, lambda client, ref: client.request("POST", f"/containers/{ref}/restart", query=query)
+    )
+
+
 def cmd_kill(ctx: CliContext, args: argparse.Namespace) -> int:
     query = {"signal": args.signal} if args.signal else {}
     return _each(
@@ -169,6 +176,11 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     stop.add_argument("-s", "--signal", help="signal to send to the container")
     stop.add_argument("containers", nargs="+")
     stop.set_defaults(func=cmd_stop)
+
+    restart = commands.add_parser("restart", help="restart one or more containers")
+    restart.add_argument("-t", "--time", "--timeout", type=int, help="seconds to wait before killing the container")
+    restart.add_argument("containers", nargs="+")
+    restart.set_defaults(func=cmd_restart)
 
     kill = commands.add_parser("kill", help="kill one or more running containers")
     kill.add_argument("-s", "--signal", help="signal to send to the container (default KILL)")

@@ -8,7 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from supervisor.cli import containers, images, run
+from supervisor.cli import configs, containers, events, images, run
+from supervisor.cli import exec as exec_command
 from supervisor.cli.client import ClientError, DaemonUnreachable, resolve_socket
 from supervisor.cli.context import CliContext, CommandFailed
 from supervisor.errors import CorralError
@@ -21,7 +22,13 @@ def cmd_daemon(_ctx: CliContext, args: argparse.Namespace) -> int:
     from supervisor.logs import configure
 
     configure(level=args.log_level)
-    options = DaemonOptions(root=Path(args.root), run_dir=Path(args.run_dir), cgroup_parent=args.cgroup_parent)
+    options = DaemonOptions(
+        root=Path(args.root),
+        run_dir=Path(args.run_dir),
+        cgroup_parent=args.cgroup_parent,
+        shutdown_containers=args.shutdown_containers,
+        configs=Path(args.configs) if args.configs else None,
+    )
     try:
         trio.run(run_daemon, options)
     except DaemonAlreadyRunning as err:
@@ -39,11 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_argument("--run-dir", default="/run/corral", help="runtime directory (sockets)")
     daemon.add_argument("--cgroup-parent", default="corral", help="parent cgroup for containers")
     daemon.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    daemon.add_argument("--configs", help="a directory of TOML container configs to run and keep running")
+    daemon.add_argument(
+        "--shutdown-containers",
+        action="store_true",
+        help="stop every container when the daemon stops (default: they keep running and are re-adopted)",
+    )
     daemon.set_defaults(func=cmd_daemon)
 
     run.register(commands)
     containers.register(commands)
+    exec_command.register(commands)
     images.register(commands)
+    events.register(commands)
+    configs.register(commands)
     return parser
 
 

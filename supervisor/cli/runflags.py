@@ -8,7 +8,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from supervisor.units import parse_cpus, parse_size
+from supervisor.units import parse_cpus, parse_duration, parse_size
 
 
 def add_create_flags(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +41,19 @@ def add_create_flags(parser: argparse.ArgumentParser) -> None:
     add("--security-opt", action="append", default=[], help="security options (no-new-privileges)")
     add("--stop-signal", help="signal to stop the container")
     add("--stop-timeout", type=int, help="timeout (in seconds) to stop a container")
+    add("--log-driver", help="logging driver for the container (only json-file)")
+    add(
+        "--log-opt",
+        action="append",
+        default=[],
+        help="log driver options: max-size=SIZE (e.g. 10m), max-file=N (files kept, with max-size)",
+    )
+    add("--health-cmd", help="command to run to check health (run with /bin/sh -c)")
+    add("--health-interval", help="time between running the check (e.g. 30s)")
+    add("--health-timeout", help="maximum time to allow one check to run (e.g. 30s)")
+    add("--health-retries", type=int, help="consecutive failures needed to report unhealthy")
+    add("--health-start-period", help="start period during which failures do not count")
+    add("--no-healthcheck", action="store_true", help="disable any container-specified HEALTHCHECK")
     add("image", help="the image to run")
     add("command", nargs=argparse.REMAINDER, help="the command and its arguments")
 
@@ -68,6 +81,25 @@ def _labels(items: list[str]) -> dict[str, str]:
     return labels
 
 
+def _nanoseconds(text: str | None, flag: str) -> int:
+    return int(parse_duration(text, field=flag) * 1_000_000_000) if text else 0
+
+
+def _healthcheck(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Docker's Healthcheck object from the --health-* flags, as the docker CLI builds it."""
+    if args.no_healthcheck:
+        return {"Test": ["NONE"]}
+    timing = {
+        "Interval": _nanoseconds(args.health_interval, "--health-interval"),
+        "Timeout": _nanoseconds(args.health_timeout, "--health-timeout"),
+        "StartPeriod": _nanoseconds(args.health_start_period, "--health-start-period"),
+        "Retries": args.health_retries or 0,
+    }
+    if args.health_cmd is None:
+        return {"Test": None, **timing} if any(timing.values()) else None
+    return {"Test": ["CMD-SHELL", args.health_cmd], **timing}
+
+
 def create_body(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     environ = os.environ if environ is None else environ
     memory = parse_size(args.memory, field="--memory") if args.memory else 0
@@ -92,6 +124,7 @@ def create_body(args: argparse.Namespace, environ: Mapping[str, str] | None = No
         "CapDrop": args.cap_drop or None,
         "SecurityOpt": args.security_opt or None,
         "NetworkMode": "default",
+        "LogConfig": {"Type": args.log_driver or "", "Config": _labels(args.log_opt)},
     }
     body: dict[str, Any] = {
         "Image": args.image,
@@ -110,6 +143,7 @@ def create_body(args: argparse.Namespace, environ: Mapping[str, str] | None = No
         "AttachStderr": True,
         "StopSignal": args.stop_signal,
         "StopTimeout": args.stop_timeout,
+        "Healthcheck": _healthcheck(args),
         "HostConfig": host_config,
     }
     return body

@@ -99,6 +99,9 @@ class LaunchSpec:
     no_new_privileges: bool = False
     tty: bool = False
     open_stdin: bool = False
+    # json-file rotation (launcher/logfile.py): None never rotates; max_files counts json.log itself.
+    log_max_size: int | None = None
+    log_max_files: int = 1
     masked_paths: tuple[str, ...] = MASKED_PATHS
     readonly_paths: tuple[str, ...] = READONLY_PATHS
 
@@ -119,4 +122,49 @@ class LaunchSpec:
         for name in ("args", "env", "capabilities", "masked_paths", "readonly_paths"):
             if name in fields:
                 fields[name] = tuple(fields[name])
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class ExecSpec:
+    """One more process in a running container (`docker exec`, health probes).
+
+    The launcher finds the container by id and enters it through the pidfd
+    it already holds for the container's first process, so no raw pid
+    crosses the socket. `env` is final (the reactor merges the container's
+    with the exec's, as Docker does); only HOME is added from the user's
+    passwd entry when missing. With `detach`, stdin, stdout and stderr are
+    /dev/null and only the pidfd comes back.
+    """
+
+    container_id: str
+    exec_id: str
+    args: tuple[str, ...]
+    env: tuple[str, ...]
+    cwd: str
+    user: str
+    capabilities: tuple[str, ...]
+    # The container's cgroup: joined at birth (v2) and through the v1 `tasks` files.
+    cgroup: Membership | None = None
+    no_new_privileges: bool = False
+    tty: bool = False
+    open_stdin: bool = False
+    detach: bool = False
+    # The pty's first window size (rows, columns); a later resize goes to the pty master.
+    console_size: tuple[int, int] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ExecSpec:
+        fields = dict(data)
+        if fields.get("cgroup") is not None:
+            cgroup = dict(fields["cgroup"])
+            fields["cgroup"] = Membership(v2_dir=cgroup["v2_dir"], v1_tasks=tuple(cgroup["v1_tasks"]))
+        if fields.get("console_size") is not None:
+            rows, columns = fields["console_size"]
+            fields["console_size"] = (int(rows), int(columns))
+        for name in ("args", "env", "capabilities"):
+            fields[name] = tuple(fields[name])
         return cls(**fields)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import trio
 
 from supervisor.isolation.cgroups.interface import Cgroup
+from supervisor.reactor.broadcast import Broadcast
 from supervisor.reactor.model import ContainerSpec, ContainerState
 from supervisor.reactor.state import ContainerFiles, StateStore
 
@@ -44,6 +45,7 @@ class Container:
         spec: ContainerSpec,
         state: ContainerState,
         store: StateStore,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.id = container_id
         self.name = name
@@ -52,7 +54,8 @@ class Container:
         self.state = state
         self.files: ContainerFiles = store.files(container_id)
         self._store = store
-        self._changed = trio.Event()
+        self._changed = Broadcast()
+        self._on_change = on_change
         self.exit_count = 0
         self.removed = False
         self.removing = False
@@ -65,6 +68,10 @@ class Container:
         self.backoff: float | None = None
         self.started_monotonic = 0.0
         self.restart_wait: trio.CancelScope | None = None
+        # `oom` events already published for the current run (the OOM watcher's count).
+        self.oom_reported = 0
+        # Set by the health monitor's `restart` action: restart after this exit whatever the policy.
+        self.restart_requested = False
 
     @property
     def short_id(self) -> str:
@@ -88,9 +95,8 @@ class Container:
         self._notify()
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
+        self._changed.notify()
+        self._on_change()
 
     async def wait_until(self, predicate: Callable[[Container], bool]) -> None:
-        while not predicate(self):
-            await self._changed.wait()
+        await self._changed.wait_until(lambda: predicate(self))

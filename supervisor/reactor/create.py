@@ -11,7 +11,7 @@ import trio
 from supervisor.errors import InvalidArgument
 from supervisor.isolation.capabilities import resolve_capabilities
 from supervisor.reactor.container import Container
-from supervisor.reactor.events import Event
+from supervisor.reactor.events import Event, container_attributes
 from supervisor.reactor.model import ContainerSpec, ContainerState, merge_image_config
 from supervisor.reactor.names import generate_name, validate_name
 from supervisor.storage.snapshots import create_snapshot
@@ -58,7 +58,9 @@ async def create_container(engine: Engine, requested: ContainerSpec, name: str |
         engine.registry.release_name(name)
         engine.store.delete(container_id)
         raise
-    container = Container(container_id, name, created, spec, state, engine.store)
+    container = Container(
+        container_id, name, created, spec, state, engine.store, on_change=engine.registry.changed.notify
+    )
     engine.registry.add(container)
-    engine.events.publish(Event("container", "create", container_id, {"name": name, "image": spec.image}))
+    engine.events.publish(Event("container", "create", container_id, container_attributes(container)))
     return container

@@ -19,14 +19,17 @@ from pathlib import Path
 import structlog
 import trio
 
+from supervisor.errors import NotModified
 from supervisor.isolation.capabilities import host_bounding_set
 from supervisor.isolation.cgroups.interface import CgroupDriver
 from supervisor.isolation.launcher.client import LauncherClient
 from supervisor.reactor.container import Container
 from supervisor.reactor.create import create_container
-from supervisor.reactor.events import EventBus
+from supervisor.reactor.events import Event, EventBus, container_attributes
+from supervisor.reactor.execs import ExecConfig, ExecInstance, ExecProcess, ExecStore, create_exec, start_exec
 from supervisor.reactor.inotify import InotifyHub
 from supervisor.reactor.model import ContainerSpec
+from supervisor.reactor.reconcile import Reconciler
 from supervisor.reactor.registry import Registry
 from supervisor.reactor.remove import remove_container
 from supervisor.reactor.restore import restore_containers
@@ -66,9 +69,14 @@ class Engine:
         self.inotify = InotifyHub()
         self.registry = Registry()
         self.store = StateStore(config.root / "containers")
+        self.execs = ExecStore()
         self.rng = random.Random()
         self.host_capabilities = host_bounding_set()
         self.started_at = time.time()
+        # Set while the daemon stops its containers on the way out: no restart policy applies then.
+        self.shutting_down = False
+        self.reconciler: Reconciler | None = None
+        self._reconciler_scope: trio.CancelScope | None = None
 
     def get(self, ref: str) -> Container:
         return self.registry.get(ref)
@@ -84,6 +92,46 @@ class Engine:
     async def stop(self, ref: str, timeout: int | None = None, signal_name: str | None = None) -> None:
         await stop_container(self, self.get(ref), timeout, signal_name)
 
+    async def restart(self, ref: str, timeout: int | None = None) -> None:
+        """Docker's restart: stop (if running), then start; a `restart` event after the start."""
+        container = self.get(ref)
+        try:
+            await stop_container(self, container, timeout)
+        except NotModified:
+            pass
+        await start_or_autoremove(self, container)
+        self.events.publish(Event("container", "restart", container.id, container_attributes(container)))
+
+    async def use_configs(self, directory: Path) -> Reconciler:
+        """Converge on `directory` from now on (replacing any earlier one); returns after the first pass."""
+        if self.reconciler is not None and self.reconciler.directory == directory:
+            await self.reconciler.reconcile()
+            return self.reconciler
+        if self._reconciler_scope is not None:
+            self._reconciler_scope.cancel()
+        reconciler = Reconciler(self, directory)
+        self.reconciler = reconciler
+        self._reconciler_scope = await self.nursery.start(_run_reconciler, reconciler)
+        return reconciler
+
+    async def stop_all(self) -> None:
+        """Stop every running container at once, each with its own signal and timeout (daemon shutdown).
+
+        Not a manual stop: the restart policies apply again when the daemon comes back, as under Docker.
+        """
+        self.shutting_down = True
+
+        async def stop_and_settle(container: Container) -> None:
+            await stop_container(self, container, manual=False)
+            # The exit's clean-up (cgroup, launcher `forget`) holds the lock: let it finish first.
+            async with container.lock:
+                pass
+
+        async with trio.open_nursery() as nursery:
+            for container in self.registry:
+                if container.state.running:
+                    nursery.start_soon(stop_and_settle, container)
+
     async def kill(self, ref: str, signal_name: str | None = None) -> None:
         await kill_container(self, self.get(ref), signal_name)
 
@@ -92,6 +140,20 @@ class Engine:
 
     def resize(self, ref: str, height: int, width: int) -> None:
         resize_tty(self.get(ref), height, width)
+
+    def create_exec(self, ref: str, config: ExecConfig) -> ExecInstance:
+        return create_exec(self, self.get(ref), config)
+
+    def get_exec(self, exec_id: str) -> ExecInstance:
+        return self.execs.get(exec_id)
+
+    async def start_exec(
+        self, exec_id: str, *, detach: bool, console_size: tuple[int, int] | None = None
+    ) -> ExecProcess:
+        return await start_exec(self, self.get_exec(exec_id), detach=detach, console_size=console_size)
+
+    def resize_exec(self, exec_id: str, height: int, width: int) -> None:
+        self.get_exec(exec_id).resize(height, width)
 
     def waiter(self, ref: str, condition: Condition) -> Callable[[], Awaitable[WaitResult]]:
         return waiter(self.get(ref), condition)
@@ -104,6 +166,14 @@ class Engine:
             return Path("/etc/resolv.conf").read_text()
         except OSError:
             return ""
+
+
+async def _run_reconciler(reconciler: Reconciler, *, task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+    """Run `reconciler` under a scope the engine can cancel; started once its first pass is done."""
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(reconciler.run)
+            task_status.started(scope)
 
 
 @asynccontextmanager

@@ -30,6 +30,17 @@ MODIFIED = (
 )
 
 
+# Entries created, deleted, renamed in or out, or rewritten: what a configs directory watcher wants.
+DIRECTORY_CHANGES = (
+    pyinotify.IN_CREATE
+    | pyinotify.IN_DELETE
+    | pyinotify.IN_MOVED_TO
+    | pyinotify.IN_MOVED_FROM
+    | pyinotify.IN_CLOSE_WRITE
+    | pyinotify.IN_ATTRIB
+)
+
+
 class FileWatch:
     """Changes to one path since the last `wait()`."""
 

@@ -13,7 +13,7 @@ import trio
 
 from supervisor.errors import StartFailed
 from supervisor.reactor.container import Container, Process
-from supervisor.reactor.events import Event
+from supervisor.reactor.events import Event, container_attributes
 from supervisor.reactor.launchspec import build_launch_spec
 from supervisor.timestamps import now_rfc3339
 
@@ -61,7 +61,7 @@ async def launch(engine: Engine, container: Container, *, restart: bool) -> None
             exited=status == "exited",
         )
         engine.events.publish(
-            Event("container", "die", container.id, {"name": container.name, "exitCode": str(err.exit_code)})
+            Event("container", "die", container.id, container_attributes(container, exitCode=str(err.exit_code)))
         )
         raise
     except BaseException:
@@ -82,7 +82,7 @@ async def launch(engine: Engine, container: Container, *, restart: bool) -> None
             manually_stopped=container.state.manually_stopped if restart else False,
         )
     )
-    attributes = {"name": container.name, "image": spec.image}
+    attributes = container_attributes(container)
     if restart:
         engine.events.publish(Event("container", "restart", container.id, attributes))
     engine.events.publish(Event("container", "start", container.id, attributes))

@@ -46,6 +46,8 @@ def build_launch_spec(
         hostname=hostname,
         rootfs=rootfs,
         log_path=str(log_path),
+        log_max_size=spec.log.max_size,
+        log_max_files=spec.log.max_files,
         capabilities=tuple(sorted(resolve_capabilities(spec.cap_add, spec.cap_drop))),
         cgroup=cgroup,
         etc_files=(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from supervisor.errors import Conflict, InvalidArgument, NotFound
+from supervisor.reactor.broadcast import Broadcast
 from supervisor.reactor.container import Container
 
 
@@ -12,6 +13,8 @@ class Registry:
     def __init__(self) -> None:
         self._by_id: dict[str, Container] = {}
         self._by_name: dict[str, str] = {}
+        # Notified when a container comes or goes, and (through each container) on every transition.
+        self.changed = Broadcast()
 
     def __iter__(self) -> Iterator[Container]:
         return iter(list(self._by_id.values()))
@@ -37,11 +40,20 @@ class Registry:
     def add(self, container: Container) -> None:
         self._by_id[container.id] = container
         self._by_name[container.name] = container.id
+        self.changed.notify()
 
     def discard(self, container: Container) -> None:
         self._by_id.pop(container.id, None)
         if self._by_name.get(container.name) == container.id:
             del self._by_name[container.name]
+        self.changed.notify()
+
+    def by_name(self, name: str) -> Container | None:
+        container_id = self._by_name.get(name)
+        return self._by_id.get(container_id) if container_id else None
+
+    def find(self, container_id: str) -> Container | None:
+        return self._by_id.get(container_id)
 
     def get(self, ref: str) -> Container:
         """Docker's order: full ID, then exact name, then a unique ID prefix."""

@@ -9,7 +9,7 @@ import trio
 
 from supervisor.errors import Conflict
 from supervisor.reactor.container import Container
-from supervisor.reactor.events import Event
+from supervisor.reactor.events import Event, container_attributes
 from supervisor.reactor.stop import force_stop
 from supervisor.storage.snapshots import remove_snapshot
 
@@ -38,7 +38,7 @@ async def remove_container(engine: Engine, container: Container, *, force: bool 
         await trio.to_thread.run_sync(_delete_files, engine, container)
     finally:
         container.removing = False
-    engine.events.publish(Event("container", "destroy", container.id, {"name": container.name}))
+    engine.events.publish(Event("container", "destroy", container.id, container_attributes(container)))
 
 
 def _delete_files(engine: Engine, container: Container) -> None:

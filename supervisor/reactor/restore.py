@@ -26,9 +26,18 @@ _LOST_EXIT = 255
 
 
 async def restore_containers(engine: Engine) -> None:
-    known = {k.cid for k in await engine.launcher.known()}
+    launcher_has = {k.cid: k for k in await engine.launcher.known()}
+    known = set(launcher_has)
     for stored in engine.store.load_all():
-        container = Container(stored.id, stored.name, stored.created, stored.spec, stored.state, engine.store)
+        container = Container(
+            stored.id,
+            stored.name,
+            stored.created,
+            stored.spec,
+            stored.state,
+            engine.store,
+            on_change=engine.registry.changed.notify,
+        )
         engine.registry.add(container)
         if container.state.status == "restarting":
             # The daemon died while it waited to restart this one: it is simply exited.
@@ -55,4 +64,10 @@ async def restore_containers(engine: Engine) -> None:
             continue
         log.info("container.readopted", id=container.id, pid=adopted.pid)
         engine.nursery.start_soon(supervise, engine, container)
+    # Exits the launcher still holds for containers we no longer count as running (a daemon
+    # stopped before its `forget` went through, or one removed meanwhile) would keep it alive.
+    for cid, entry in launcher_has.items():
+        holder = engine.registry.find(cid)
+        if entry.finished and (holder is None or holder.process is None):
+            await engine.launcher.forget(cid)
     log.info("engine.restored", containers=len(engine.registry))

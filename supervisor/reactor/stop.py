@@ -11,7 +11,7 @@ import trio
 
 from supervisor.errors import Conflict, NotModified
 from supervisor.reactor.container import Container
-from supervisor.reactor.events import Event
+from supervisor.reactor.events import Event, container_attributes
 from supervisor.reactor.signals import parse_signal
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def _send(container: Container, signum: signal.Signals) -> None:
         pass  # exited already; the supervision task is about to record it
 
 
-def _kill_everything(container: Container) -> None:
+def kill_everything(container: Container) -> None:
     _send(container, signal.SIGKILL)
     if container.cgroup is not None:
         container.cgroup.kill()
@@ -48,33 +48,40 @@ async def wait_for_exit(container: Container, exit_count: int) -> None:
 
 
 async def stop_container(
-    engine: Engine, container: Container, timeout: int | None = None, signal_name: str | None = None
+    engine: Engine,
+    container: Container,
+    timeout: int | None = None,
+    signal_name: str | None = None,
+    *,
+    manual: bool = True,
 ) -> None:
     signum = parse_signal(signal_name or container.spec.stop_signal or "SIGTERM")
     if container.state.status == "restarting":
         # Between two runs: the stop cancels the pending restart.
-        _mark_manually_stopped(container)
+        if manual:
+            _mark_manually_stopped(container)
         container.cancel_restart()
         await container.wait_until(lambda c: c.state.status != "restarting")
-        engine.events.publish(Event("container", "stop", container.id, {"name": container.name}))
+        engine.events.publish(Event("container", "stop", container.id, container_attributes(container)))
         return
     if not container.state.running or container.process is None:
         raise NotModified("container already stopped")
-    _mark_manually_stopped(container)
+    if manual:
+        _mark_manually_stopped(container)
     grace = timeout if timeout is not None else (container.spec.stop_timeout or DEFAULT_STOP_TIMEOUT)
     exits = container.exit_count
     _send(container, signum)
     engine.events.publish(
-        Event("container", "kill", container.id, {"name": container.name, "signal": str(int(signum))})
+        Event("container", "kill", container.id, container_attributes(container, signal=str(int(signum))))
     )
     with trio.move_on_after(math.inf if grace < 0 else grace):
         await wait_for_exit(container, exits)
     if container.exit_count == exits and not container.removed:
         log.info("container.stop_timeout", id=container.id, seconds=grace)
-        _kill_everything(container)
-        engine.events.publish(Event("container", "kill", container.id, {"name": container.name, "signal": "9"}))
+        kill_everything(container)
+        engine.events.publish(Event("container", "kill", container.id, container_attributes(container, signal="9")))
         await wait_for_exit(container, exits)
-    engine.events.publish(Event("container", "stop", container.id, {"name": container.name}))
+    engine.events.publish(Event("container", "stop", container.id, container_attributes(container)))
 
 
 async def kill_container(engine: Engine, container: Container, signal_name: str | None = None) -> None:
@@ -89,11 +96,11 @@ async def kill_container(engine: Engine, container: Container, signal_name: str 
     # As moby's killWithSignal: any signal sent by hand stops the restart policy from acting.
     _mark_manually_stopped(container)
     if signum == signal.SIGKILL:
-        _kill_everything(container)
+        kill_everything(container)
     else:
         _send(container, signum)
     engine.events.publish(
-        Event("container", "kill", container.id, {"name": container.name, "signal": str(int(signum))})
+        Event("container", "kill", container.id, container_attributes(container, signal=str(int(signum))))
     )
 
 
@@ -102,5 +109,5 @@ async def force_stop(container: Container) -> None:
     if not container.state.running or container.process is None:
         return
     exits = container.exit_count
-    _kill_everything(container)
+    kill_everything(container)
     await wait_for_exit(container, exits)

@@ -18,8 +18,10 @@ import trio
 
 from supervisor.errors import StartFailed
 from supervisor.isolation.launcher.client import ExitStatus, LauncherLost
+from supervisor.reactor.cgroup_events import until_empty, watch_oom
 from supervisor.reactor.container import Container
-from supervisor.reactor.events import Event
+from supervisor.reactor.events import Event, container_attributes
+from supervisor.reactor.health import monitor_health
 from supervisor.reactor.launch import launch
 from supervisor.reactor.remove import remove_container
 from supervisor.reactor.restart import next_delay, should_restart
@@ -46,19 +48,28 @@ async def supervise(engine: Engine, container: Container) -> None:
 async def _wait_for_exit(engine: Engine, container: Container) -> ExitStatus:
     process = container.process
     assert process is not None
-    try:
-        status = await engine.launcher.wait(container.id)
-    except LauncherLost:
-        # Without the launcher, the pidfd still says when the process is gone.
-        await trio.lowlevel.wait_readable(process.pidfd)
-        status = None
+    container.oom_reported = 0
+    async with trio.open_nursery() as nursery:
+        if container.cgroup is not None:
+            nursery.start_soon(watch_oom, engine, container, container.cgroup)
+        if container.spec.health is not None:
+            nursery.start_soon(monitor_health, engine, container, container.spec.health)
+        try:
+            status = await engine.launcher.wait(container.id)
+        except LauncherLost:
+            # Without the launcher, the pidfd still says when the process is gone.
+            await trio.lowlevel.wait_readable(process.pidfd)
+            status = None
+        nursery.cancel_scope.cancel()
     return status or ExitStatus(exit_code=_UNKNOWN_EXIT, signal=None, finished_at=now_rfc3339())
 
 
-def _wants_restart(container: Container, at_daemon_start: bool) -> bool:
+def _wants_restart(engine: Engine, container: Container, at_daemon_start: bool) -> bool:
     state = container.state
-    if container.removed or container.removing:
+    if container.removed or container.removing or engine.shutting_down:
         return False
+    if container.restart_requested and not state.manually_stopped:
+        return True
     return should_restart(
         container.spec.restart_policy,
         exit_code=state.exit_code,
@@ -77,7 +88,7 @@ async def restart_with_backoff(
     that time cancels the wait (Container.cancel_restart). A restart that
     fails to start counts as another exit and backs off again.
     """
-    while _wants_restart(container, at_daemon_start):
+    while _wants_restart(engine, container, at_daemon_start):
         delay = next_delay(container.spec.restart_policy, container.backoff, uptime)
         container.backoff = delay
         container.transition(container.state.evolve(status="restarting"))
@@ -87,11 +98,12 @@ async def restart_with_backoff(
             await trio.sleep(delay)
         container.restart_wait = None
         async with container.lock:
-            if wait.cancelled_caught or not _wants_restart(container, at_daemon_start):
+            if wait.cancelled_caught or not _wants_restart(engine, container, at_daemon_start):
                 if not container.removed:
                     container.transition(container.state.evolve(status="exited"))
                 return False
             try:
+                container.restart_requested = False
                 await launch(engine, container, restart=True)
                 return True
             except StartFailed as err:
@@ -112,9 +124,9 @@ async def record_exit(engine: Engine, container: Container, status: ExitStatus) 
     with trio.CancelScope(shield=True):
         async with container.lock:
             cgroup, container.cgroup = container.cgroup, None
-            oom_killed = False
+            oom_killed = container.oom_reported > 0
             if cgroup is not None:
-                oom_killed = cgroup.oom_kill_count() > 0
+                oom_killed = oom_killed or cgroup.oom_kill_count() > 0
                 # The pid namespace is gone, but an `exec`'d straggler could still hold the cgroup.
                 cgroup.kill()
             if container.process is not None:
@@ -130,14 +142,16 @@ async def record_exit(engine: Engine, container: Container, status: ExitStatus) 
                 ),
                 exited=True,
             )
-            if oom_killed:
-                engine.events.publish(Event("container", "oom", container.id, {"name": container.name}))
+            if oom_killed and not container.oom_reported:
+                # Killed before the watcher ran (or restored after the fact): report it now.
+                engine.events.publish(Event("container", "oom", container.id, container_attributes(container)))
             engine.events.publish(
-                Event("container", "die", container.id, {"name": container.name, "exitCode": str(status.exit_code)})
+                Event("container", "die", container.id, container_attributes(container, exitCode=str(status.exit_code)))
             )
             if container.spec.auto_remove and not (container.removed or container.removing):
                 await remove_container(engine, container, force=True)
             if cgroup is not None:
+                await until_empty(engine, cgroup)
                 # remove() retries briefly while v1 tears a cgroup down, so keep it off the event loop.
                 await trio.to_thread.run_sync(cgroup.remove)
             try:

@@ -9,7 +9,14 @@ cgroup.kill(); cgroup.remove()
 
 from supervisor.isolation.cgroups.cpulist import HostCpus, format_cpu_list, parse_cpu_list
 from supervisor.isolation.cgroups.detect import NoCgroups, detect
-from supervisor.isolation.cgroups.interface import Cgroup, CgroupDriver, CgroupVersion, CpuStats, LimitRejected
+from supervisor.isolation.cgroups.interface import (
+    Cgroup,
+    CgroupDriver,
+    CgroupVersion,
+    CpuStats,
+    LimitRejected,
+    OomSignal,
+)
 from supervisor.isolation.cgroups.mountinfo import CgroupMounts, V1Hierarchy, parse_mountinfo, read_mounts
 from supervisor.isolation.cgroups.resources import Resources, merge_update
 from supervisor.isolation.cgroups.v1.driver import V1Driver
@@ -26,6 +33,7 @@ __all__ = [
     "LimitRejected",
     "Membership",
     "NoCgroups",
+    "OomSignal",
     "Resources",
     "V1Driver",
     "V1Hierarchy",

@@ -27,6 +27,21 @@ class CpuStats:
     throttled_usec: int
 
 
+@dataclass(frozen=True)
+class OomSignal:
+    """Where the kernel announces OOM in a cgroup, so a watcher needs no polling.
+
+    Exactly one is set. `eventfd` (v1: registered on memory.oom_control
+    through cgroup.event_control) becomes readable at each OOM; the caller
+    owns and closes it. `events_file` (v2: memory.events) is modified when
+    its counters change; compare `oom_kill_count()` to tell an OOM kill
+    from other memory events.
+    """
+
+    eventfd: int | None = None
+    events_file: str | None = None
+
+
 class Cgroup(Protocol):
     """One container's cgroup, in every hierarchy the driver uses."""
 
@@ -63,6 +78,10 @@ class Cgroup(Protocol):
         ...
 
     def oom_kill_count(self) -> int: ...
+
+    def oom_signal(self) -> OomSignal | None:
+        """How to be told of OOM in this cgroup; None if the host has no memory controller."""
+        ...
 
     def cpu_stats(self) -> CpuStats: ...
 

@@ -23,14 +23,16 @@ from typing import Any
 import structlog
 import trio
 
-from supervisor.errors import StartFailed
+from supervisor.errors import Conflict, StartFailed
 from supervisor.isolation.launcher import protocol
 from supervisor.isolation.launcher.server import lock_path_for
-from supervisor.isolation.spec import LaunchSpec
+from supervisor.isolation.spec import ExecSpec, LaunchSpec
 
 log = structlog.get_logger(__name__)
 
 _CONNECT_ATTEMPTS = 200
+# How long a cancelled exec request waits for the launcher to take its kill.
+_ABANDON_TIMEOUT = 5.0
 
 
 class LauncherLost(Exception):
@@ -55,6 +57,22 @@ class Started:
     pid: int
     pidfd: int
     stdin_fd: int | None = None
+    pty_fd: int | None = None
+
+
+@dataclass(frozen=True)
+class ExecStarted:
+    """A process started inside a running container. The caller owns every descriptor here.
+
+    Without a tty: stdout and stderr read ends, and the stdin write end if
+    stdin was asked for; with one: the pty master; detached: none of them.
+    """
+
+    pid: int
+    pidfd: int
+    stdin_fd: int | None = None
+    stdout_fd: int | None = None
+    stderr_fd: int | None = None
     pty_fd: int | None = None
 
 
@@ -187,6 +205,56 @@ class LauncherClient:
 
     async def forget(self, cid: str) -> None:
         reply, _ = await self.request("forget", cid=cid)
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+
+    async def exec(self, spec: ExecSpec) -> ExecStarted:
+        """Start `spec` in its running container; answered once the command is exec'd.
+
+        Raises Conflict if the container's process is not running, StartFailed
+        (exit code 127 not found, 126 otherwise) if the exec failed. If the
+        caller is cancelled while waiting, the process is killed and
+        forgotten (it may be stuck before its exec, on a container's file).
+        """
+        try:
+            reply, fds = await self.request("exec", spec=spec.to_json())
+        except trio.Cancelled:
+            with trio.CancelScope(shield=True), trio.move_on_after(_ABANDON_TIMEOUT):
+                try:
+                    await self.forget_exec(spec.exec_id, kill=True)
+                except LauncherLost:
+                    pass
+            raise
+        if "error" in reply:
+            for fd in fds:
+                protocol.close_quietly(fd)
+            if reply.get("not_running"):
+                raise Conflict(reply["error"])
+            raise StartFailed(reply["error"], int(reply.get("exit_code", 126)))
+        named = dict(zip(reply["fds"], fds, strict=False))
+        for fd in fds[len(reply["fds"]) :]:
+            protocol.close_quietly(fd)
+        return ExecStarted(
+            pid=reply["pid"],
+            pidfd=named["pidfd"],
+            stdin_fd=named.get("stdin"),
+            stdout_fd=named.get("stdout"),
+            stderr_fd=named.get("stderr"),
+            pty_fd=named.get("pty"),
+        )
+
+    async def wait_exec(self, exec_id: str) -> ExitStatus | None:
+        """The exec's exit status once the launcher has reaped it; None if it does not know the exec."""
+        reply, _ = await self.request("wait", eid=exec_id)
+        if reply.get("unknown"):
+            return None
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return ExitStatus.from_json(reply["exit"])
+
+    async def forget_exec(self, exec_id: str, *, kill: bool = False) -> None:
+        """Drop a finished exec's status; with `kill`, SIGKILL it if it still runs and drop it once reaped."""
+        reply, _ = await self.request("forget", eid=exec_id, kill=kill)
         if "error" in reply:
             raise RuntimeError(reply["error"])
 

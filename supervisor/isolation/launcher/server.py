@@ -25,12 +25,12 @@ from typing import Any
 
 from supervisor.isolation import syscalls
 from supervisor.isolation.launcher import protocol
+from supervisor.isolation.launcher.execs import Execs, exit_record, not_running
 from supervisor.isolation.launcher.journal import log
 from supervisor.isolation.launcher.logfile import LogFile
 from supervisor.isolation.launcher.stdio import open_stdio
 from supervisor.isolation.process import run_container_process
-from supervisor.isolation.spec import LaunchSpec
-from supervisor.timestamps import rfc3339_nano
+from supervisor.isolation.spec import ExecSpec, LaunchSpec
 
 _READ_CHUNK = 65536
 _FIRST_CONNECT_GRACE = 30.0
@@ -70,6 +70,7 @@ class Launcher:
         self._ever_connected = False
         self._started_at = time.monotonic()
         self._wakeup_r, self._wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._execs = Execs(self._selector, self._reply)
 
     # -- main loop -------------------------------------------------------
 
@@ -89,7 +90,7 @@ class Launcher:
         return None if self._ever_connected else _FIRST_CONNECT_GRACE
 
     def _should_exit(self) -> bool:
-        if self._connections or self._containers:
+        if self._connections or self._containers or self._execs.busy:
             return False
         if self._ever_connected:
             return True
@@ -111,6 +112,7 @@ class Launcher:
             container.waiters = [w for w in container.waiters if w[0] is not conn]
             if container.start_request and container.start_request[0] is conn:
                 container.start_request = None
+        self._execs.drop_connection(conn)
         conn.sock.close()
 
     def _reply(self, conn: _Connection, request_id: Any, body: dict[str, Any], fds: list[int] | None = None) -> None:
@@ -139,6 +141,7 @@ class Launcher:
             "adopt": self._op_adopt,
             "list": self._op_list,
             "forget": self._op_forget,
+            "exec": self._op_exec,
         }.get(message.get("op", ""))
         if handler is None:
             self._reply(conn, request_id, {"error": f"unknown op {message.get('op')!r}"})
@@ -162,7 +165,18 @@ class Launcher:
         container = self._fork(spec)
         container.start_request = (conn, request_id)
 
+    def _op_exec(self, conn: _Connection, request_id: Any, message: dict[str, Any]) -> None:
+        spec = ExecSpec.from_json(message["spec"])
+        container = self._containers.get(spec.container_id)
+        if container is None or container.exit is not None or container.start_failed or container.start_request:
+            self._reply(conn, request_id, not_running(spec.container_id))
+            return
+        self._execs.start(conn, request_id, spec, container.pidfd)
+
     def _op_wait(self, conn: _Connection, request_id: Any, message: dict[str, Any]) -> None:
+        if "eid" in message:
+            self._execs.wait(conn, request_id, message["eid"])
+            return
         container = self._containers.get(message["cid"])
         if container is None:
             self._reply(conn, request_id, {"error": "unknown container", "unknown": True})
@@ -192,6 +206,9 @@ class Launcher:
         self._reply(conn, request_id, {"containers": entries})
 
     def _op_forget(self, conn: _Connection, request_id: Any, message: dict[str, Any]) -> None:
+        if "eid" in message:
+            self._execs.forget(conn, request_id, message["eid"], kill=bool(message.get("kill")))
+            return
         container = self._containers.get(message["cid"])
         if container is not None and not container.finished:
             self._reply(conn, request_id, {"error": "container is still running"})
@@ -205,7 +222,7 @@ class Launcher:
     def _fork(self, spec: LaunchSpec) -> _Container:
         stdio = open_stdio(tty=spec.tty, open_stdin=spec.open_stdin)
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
-        logfile = LogFile(spec.log_path)
+        logfile = LogFile(spec.log_path, max_size=spec.log_max_size, max_files=spec.log_max_files)
         cgroup_fd = None
         if spec.cgroup is not None and spec.cgroup.v2_dir is not None:
             cgroup_fd = os.open(spec.cgroup.v2_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -323,13 +340,9 @@ class Launcher:
                 return
             container = self._by_pid.pop(pid, None)
             if container is None:
-                continue  # an orphan we inherited as subreaper
-            code = os.waitstatus_to_exitcode(status)
-            container.exit = {
-                "exit_code": 128 - code if code < 0 else code,
-                "signal": -code if code < 0 else None,
-                "finished_at": rfc3339_nano(time.time_ns()),
-            }
+                self._execs.reaped(pid, status)  # else an orphan we inherited as subreaper
+                continue
+            container.exit = exit_record(status)
             log.info("container.exited", cid=container.id, pid=pid, **container.exit)
             self._maybe_finish(container)
 

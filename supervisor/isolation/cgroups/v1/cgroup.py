@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import structlog
 
 from supervisor.isolation.cgroups.fs import read_int, read_pids, read_pids_tree, read_text, remove_dirs
-from supervisor.isolation.cgroups.interface import CpuStats
+from supervisor.isolation.cgroups.interface import CpuStats, OomSignal
 from supervisor.isolation.cgroups.kill import kill_listed, kill_pids
 from supervisor.isolation.cgroups.limits import write_limits
 from supervisor.isolation.cgroups.mountinfo import CgroupMounts
@@ -106,6 +106,23 @@ class V1Cgroup:
 
     def oom_kill_count(self) -> int:
         return memory.oom_kills(read_text(self._file("memory", memory.OOM_CONTROL)))
+
+    def oom_signal(self) -> OomSignal | None:
+        memory_dir = self.controller_dir("memory")
+        if memory_dir is None:
+            return None
+        efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        control = os.open(os.path.join(memory_dir, memory.OOM_CONTROL), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            # The kernel keeps the registration until the eventfd is closed or the cgroup removed.
+            with open(os.path.join(memory_dir, "cgroup.event_control"), "w") as event_control:
+                event_control.write(f"{efd} {control}")
+        except OSError:
+            os.close(efd)
+            raise
+        finally:
+            os.close(control)
+        return OomSignal(eventfd=efd)
 
     def cpu_stats(self) -> CpuStats:
         return cpu.stats(read_text(self._file("cpu", cpu.STAT)), read_int(self._file("cpuacct", cpu.USAGE)))

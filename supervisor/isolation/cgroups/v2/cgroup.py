@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import structlog
 
 from supervisor.isolation.cgroups.fs import read_int, read_pids, read_text, remove_dirs
-from supervisor.isolation.cgroups.interface import CpuStats
+from supervisor.isolation.cgroups.interface import CpuStats, OomSignal
 from supervisor.isolation.cgroups.limits import write_limits
 from supervisor.isolation.cgroups.paths import display
 from supervisor.isolation.cgroups.resources import Resources
@@ -56,6 +56,10 @@ class V2Cgroup:
 
     def oom_kill_count(self) -> int:
         return memory.oom_kills(read_text(self._file(memory.EVENTS)))
+
+    def oom_signal(self) -> OomSignal | None:
+        events = self._file(memory.EVENTS)
+        return OomSignal(events_file=events) if os.path.exists(events) else None
 
     def cpu_stats(self) -> CpuStats:
         return cpu.stats(read_text(self._file(cpu.STAT)))
