@@ -13,6 +13,7 @@ import trio
 
 from supervisor.api.app import build_router
 from supervisor.api.http import serve_unix
+from supervisor.isolation import syscalls
 from supervisor.isolation.cgroups import detect
 from supervisor.isolation.launcher.client import open_launcher
 from supervisor.reactor.engine import Engine, EngineConfig, open_engine
@@ -74,6 +75,8 @@ async def run_daemon(options: DaemonOptions, *, task_status: trio.TaskStatus[Non
     options.root.mkdir(parents=True, exist_ok=True, mode=0o711)
     options.run_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
     lock_fd = _lock_root(options.root)
+    # The launcher we start is our child; if it dies, its containers become ours (reactor/orphans.py).
+    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
     try:
         images = ImageStore(options.root)
         cgroups = detect()

@@ -87,13 +87,19 @@ class Daemon:
         self.process.wait()
 
     def stop(self) -> None:
+        """SIGTERM, as a service manager stops it: the daemon must exit 0, not crash on the way out."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=20)
+                code = self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+                raise AssertionError(f"the daemon did not stop on SIGTERM:\n{self.log_tail()}") from None
+            assert code == 0, f"the daemon exited with {code} on SIGTERM:\n{self.log_tail()}"
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def launcher_pid(self) -> int | None:
         for entry in Path("/proc").iterdir():

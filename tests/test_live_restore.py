@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 from harness import Daemon, wait_for
@@ -62,3 +63,46 @@ def test_daemon_sigterm_leaves_containers_running(fresh_daemon: Daemon) -> None:
     assert d.inspect("stays")["State"]["Pid"] == pid
     assert d.corral("kill", "stays").returncode == 0
     assert d.corral("wait", "stays").stdout.strip() == "137"
+
+
+def test_launcher_killed_daemon_adopts_its_containers(fresh_daemon: Daemon) -> None:
+    d = fresh_daemon
+    script = "i=0; while [ $i -lt 60 ]; do echo $i; i=$((i+1)); sleep 0.02; done; exit 42"
+    d.corral("run", "-d", "--name", "orphan", "busybox", "sh", "-c", script)
+    d.corral(
+        "run",
+        "-d",
+        "--name",
+        "stopped-later",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 7' TERM; while :; do sleep 0.05; done",
+    )
+    launcher = d.launcher_pid()
+    assert launcher is not None
+    os.kill(launcher, signal.SIGKILL)
+
+    # The daemon is the orphans' subreaper: it sees the real exit code, and the log has every line.
+    assert d.corral("wait", "orphan", timeout=20).stdout.strip() == "42"
+    assert _numbers(d.corral("logs", "orphan").stdout) == list(range(60))
+    # Stopping still works through the pidfd; a new launcher serves new containers.
+    assert d.corral("stop", "stopped-later").returncode == 0
+    assert d.inspect("stopped-later")["State"]["ExitCode"] == 7
+    fresh = d.corral("run", "--rm", "busybox", "echo", "new launcher")
+    assert fresh.stdout == "new launcher\n", fresh.stderr
+    assert d.launcher_pid() not in (None, launcher)
+
+
+def test_corrupt_state_file_is_reported_and_skipped(fresh_daemon: Daemon) -> None:
+    d = fresh_daemon
+    d.corral("create", "--name", "damaged", "busybox", "true")
+    d.corral("run", "-d", "--name", "healthy", "busybox", "sleep", "60")
+    damaged = d.inspect("damaged")["Id"]
+    pid = d.inspect("healthy")["State"]["Pid"]
+    d.kill9()
+    (d.root / "containers" / damaged / "config.json").write_text("{ not json")
+    d.start()
+    assert d.api("GET", f"/containers/{damaged}/json").status == 404
+    assert d.inspect("healthy")["State"]["Pid"] == pid
+    assert "container.state_unreadable" in d.log_path.read_text()

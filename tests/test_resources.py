@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -164,3 +165,30 @@ def test_oom_is_reported_even_when_the_exit_code_hides_it(clean: Daemon) -> None
     assert result.returncode == 0
     state = clean.inspect("shrug")["State"]
     assert state["ExitCode"] == 0 and state["OOMKilled"] is True
+
+
+def test_oom_event_is_published_when_it_happens(clean: Daemon) -> None:
+    since = time.time()
+    clean.corral(
+        "run",
+        "--name",
+        "oomev",
+        "-m",
+        "16m",
+        "busybox",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/dev/null bs=64M count=1; exit 0",
+    )
+    events = (
+        clean.api(
+            "GET",
+            "/events",
+            query={"since": f"{since:.6f}", "until": f"{time.time():.6f}", "filters": '{"container": ["oomev"]}'},
+        )
+        .body.decode()
+        .splitlines()
+    )
+    actions = [json.loads(line)["Action"] for line in events if line.strip()]
+    # The OOM comes from the cgroup while the container runs, before it dies (and exits 0).
+    assert "oom" in actions and actions.index("oom") < actions.index("die"), actions

@@ -7,6 +7,7 @@ socket and never looks anything up itself.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -34,6 +35,13 @@ READONLY_PATHS: tuple[str, ...] = (
     "/proc/sys",
     "/proc/sysrq-trigger",
 )
+
+
+def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` without keys `cls` lacks: a launcher that outlived an upgrade of the daemon (live
+    restore) may get specs with fields newer than its code; it runs them without those."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {key: value for key, value in data.items() if key in names}
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,7 @@ class LaunchSpec:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LaunchSpec:
-        fields = dict(data)
+        fields = known_fields(cls, data)
         fields["binds"] = tuple(BindMount(**b) for b in fields.get("binds", ()))
         fields["etc_files"] = tuple((path, content) for path, content in fields.get("etc_files", ()))
         rootfs = dict(fields["rootfs"])
@@ -158,7 +166,7 @@ class ExecSpec:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ExecSpec:
-        fields = dict(data)
+        fields = known_fields(cls, data)
         if fields.get("cgroup") is not None:
             cgroup = dict(fields["cgroup"])
             fields["cgroup"] = Membership(v2_dir=cgroup["v2_dir"], v1_tasks=tuple(cgroup["v1_tasks"]))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
@@ -26,9 +26,11 @@ class Process:
     pidfd: int
     stdin_fd: int | None = None
     pty_fd: int | None = None
+    # The output pipes' read ends ("stdout", "stderr"): only read if the launcher dies (orphans.py).
+    outputs: dict[str, int] = field(default_factory=dict)
 
     def close(self) -> None:
-        for fd in (self.pidfd, self.stdin_fd, self.pty_fd):
+        for fd in (self.pidfd, self.stdin_fd, self.pty_fd, *self.outputs.values()):
             if fd is not None:
                 try:
                     os.close(fd)

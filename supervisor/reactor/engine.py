@@ -29,6 +29,7 @@ from supervisor.reactor.events import Event, EventBus, container_attributes
 from supervisor.reactor.execs import ExecConfig, ExecInstance, ExecProcess, ExecStore, create_exec, start_exec
 from supervisor.reactor.inotify import InotifyHub
 from supervisor.reactor.model import ContainerSpec
+from supervisor.reactor.orphans import Reaper
 from supervisor.reactor.reconcile import Reconciler
 from supervisor.reactor.registry import Registry
 from supervisor.reactor.remove import remove_container
@@ -67,6 +68,7 @@ class Engine:
         self.nursery = nursery
         self.events = EventBus()
         self.inotify = InotifyHub()
+        self.reaper = Reaper()
         self.registry = Registry()
         self.store = StateStore(config.root / "containers")
         self.execs = ExecStore()
@@ -183,6 +185,7 @@ async def open_engine(
     async with trio.open_nursery() as nursery:
         engine = Engine(config, images=images, cgroups=cgroups, launcher=launcher, nursery=nursery)
         nursery.start_soon(engine.inotify.run)
+        nursery.start_soon(engine.reaper.run)
         await restore_containers(engine)
         try:
             yield engine

@@ -81,7 +81,10 @@ async def _http_probe(container: Container, url: str) -> tuple[int, str]:
 async def run_probe(engine: Engine, container: Container, check: HealthCheck) -> tuple[int, str]:
     """(exit code, output) of one probe: 0 healthy, 1 unhealthy; a timeout is a failure."""
     if check.kind == "exec":
-        result = await run_in_container(engine, container, check.argv, timeout=check.timeout)
+        try:
+            result = await run_in_container(engine, container, check.argv, timeout=check.timeout)
+        except CorralError as err:
+            return 1, f"exec probe failed: {err}"
         if result.timed_out:
             return 1, f"Health check exceeded timeout ({check.timeout:g}s)"
         return (0 if result.exit_code == 0 else 1), result.output

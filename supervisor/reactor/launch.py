@@ -67,7 +67,7 @@ async def launch(engine: Engine, container: Container, *, restart: bool) -> None
     except BaseException:
         await trio.to_thread.run_sync(cgroup.remove)
         raise
-    container.process = Process(started.pid, started.pidfd, started.stdin_fd, started.pty_fd)
+    container.process = Process(started.pid, started.pidfd, started.stdin_fd, started.pty_fd, dict(started.outputs))
     container.cgroup = cgroup
     container.started_monotonic = time.monotonic()
     container.transition(

@@ -56,7 +56,7 @@ async def restore_containers(engine: Engine) -> None:
             await record_exit(engine, container, ExitStatus(_LOST_EXIT, None, now_rfc3339()))
             engine.nursery.start_soon(partial(resume_after_exit, engine, container, at_daemon_start=False))
             continue
-        container.process = Process(adopted.pid, adopted.pidfd, None, adopted.pty_fd)
+        container.process = Process(adopted.pid, adopted.pidfd, None, adopted.pty_fd, dict(adopted.outputs))
         if adopted.finished and adopted.exit is not None:
             log.info("container.exited_while_away", id=container.id, exit_code=adopted.exit.exit_code)
             await record_exit(engine, container, adopted.exit)

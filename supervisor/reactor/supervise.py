@@ -23,6 +23,7 @@ from supervisor.reactor.container import Container
 from supervisor.reactor.events import Event, container_attributes
 from supervisor.reactor.health import monitor_health
 from supervisor.reactor.launch import launch
+from supervisor.reactor.orphans import follow_orphan
 from supervisor.reactor.remove import remove_container
 from supervisor.reactor.restart import next_delay, should_restart
 from supervisor.timestamps import now_rfc3339
@@ -37,12 +38,19 @@ _UNKNOWN_EXIT = 255
 
 
 async def supervise(engine: Engine, container: Container) -> None:
-    while True:
-        status = await _wait_for_exit(engine, container)
-        uptime = time.monotonic() - container.started_monotonic
-        await record_exit(engine, container, status)
-        if not await restart_with_backoff(engine, container, uptime):
-            return
+    try:
+        while True:
+            status = await _wait_for_exit(engine, container)
+            uptime = time.monotonic() - container.started_monotonic
+            await record_exit(engine, container, status)
+            if not await restart_with_backoff(engine, container, uptime):
+                return
+    except Exception as err:
+        # A bug of ours: it must surface, but one container's supervision failing must not take
+        # down the daemon and every other container's. Docker calls such a container "dead".
+        log.exception("container.supervision_failed", id=container.id)
+        if not container.removed:
+            container.transition(container.state.evolve(status="dead", error=f"supervision failed: {err}"))
 
 
 async def _wait_for_exit(engine: Engine, container: Container) -> ExitStatus:
@@ -57,9 +65,7 @@ async def _wait_for_exit(engine: Engine, container: Container) -> ExitStatus:
         try:
             status = await engine.launcher.wait(container.id)
         except LauncherLost:
-            # Without the launcher, the pidfd still says when the process is gone.
-            await trio.lowlevel.wait_readable(process.pidfd)
-            status = None
+            status = await follow_orphan(engine, container, process)
         nursery.cancel_scope.cancel()
     return status or ExitStatus(exit_code=_UNKNOWN_EXIT, signal=None, finished_at=now_rfc3339())
 

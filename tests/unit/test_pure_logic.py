@@ -173,3 +173,14 @@ def test_resolv_conf_drops_loopback_nameservers() -> None:
     assert (
         resolv_conf("nameserver 127.0.0.53\nnameserver 10.0.0.1\nsearch lan\n") == "nameserver 10.0.0.1\nsearch lan\n"
     )
+
+
+def test_launch_spec_from_a_newer_daemon_is_accepted() -> None:
+    from supervisor.isolation.spec import LaunchSpec, Rootfs
+
+    spec = LaunchSpec(
+        id="x", args=("true",), env=(), cwd="/", user="", hostname="h",
+        rootfs=Rootfs("/", ("l",), "u", "w", "/m", "s"), log_path="/log", capabilities=(),
+    )  # fmt: skip
+    data = spec.to_json() | {"a_field_from_the_future": 1}
+    assert LaunchSpec.from_json(data) == spec

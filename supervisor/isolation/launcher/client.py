@@ -16,7 +16,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,8 @@ class Started:
     pidfd: int
     stdin_fd: int | None = None
     pty_fd: int | None = None
+    # Copies of the output pipes' read ends ("stdout", "stderr"); with a pty, `pty_fd` serves.
+    outputs: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class Adopted:
     finished: bool
     exit: ExitStatus | None
     pty_fd: int | None = None
+    outputs: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -101,18 +104,47 @@ class _Pending:
 
 
 class LauncherClient:
-    def __init__(self, sock: trio.socket.SocketType, pid: int) -> None:
-        self._sock = sock
-        self.pid = pid
+    """Requests to the launcher; reconnects (starting a new launcher) when the old one is gone.
+
+    A request in flight when the launcher dies raises LauncherLost; the next
+    request connects again. Containers of a dead launcher are not known to
+    its successor: the daemon follows those itself (reactor/orphans.py).
+    """
+
+    def __init__(self, run_dir: Path, nursery: trio.Nursery) -> None:
+        self._run_dir = run_dir
+        self._nursery = nursery
+        self._sock: trio.socket.SocketType | None = None
+        self.pid = 0
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
-        self._lost = False
         self._send_lock = trio.Lock()
+        self._connect_lock = trio.Lock()
 
-    async def _read_replies(self) -> None:
+    @property
+    def connected(self) -> bool:
+        return self._sock is not None
+
+    async def connect(self) -> None:
+        """Connect to the run dir's launcher, starting one if none is alive; no-op when connected."""
+        async with self._connect_lock:
+            if self._sock is not None:
+                return
+            sock = await _connect_or_spawn(self._run_dir)
+            self._sock = sock
+            self._nursery.start_soon(self._read_replies, sock)
+            self.pid = int((await self.request("hello"))[0]["pid"])
+            log.info("launcher.connected", pid=self.pid)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    async def _read_replies(self, sock: trio.socket.SocketType) -> None:
         try:
             while True:
-                data, ancdata, _flags, _addr = await self._sock.recvmsg(
+                data, ancdata, _flags, _addr = await sock.recvmsg(
                     protocol.MAX_MESSAGE, protocol.ancillary_space(), stdlib_socket.MSG_CMSG_CLOEXEC
                 )
                 fds = protocol.fds_from_ancillary(ancdata)
@@ -127,34 +159,37 @@ class LauncherClient:
                     continue
                 pending.reply, pending.fds = reply, fds
                 pending.event.set()
-        except OSError as err:
+        except (OSError, trio.ClosedResourceError) as err:
             log.warning("launcher.connection_error", error=str(err))
         finally:
-            self._lost = True
-            for pending in self._pending.values():
-                pending.event.set()
-            self._pending.clear()
-            log.warning("launcher.lost", pid=self.pid)
+            if self._sock is sock:
+                self._sock = None
+                sock.close()
+                for pending in self._pending.values():
+                    pending.event.set()
+                self._pending.clear()
+                log.warning("launcher.lost", pid=self.pid)
 
     async def request(self, op: str, **fields: Any) -> tuple[dict[str, Any], list[int]]:
-        if self._lost:
+        if self._sock is None and op != "hello":
+            await self.connect()
+        sock = self._sock
+        if sock is None:
             raise LauncherLost("the launcher is gone")
         request_id = next(self._ids)
         pending = _Pending()
         self._pending[request_id] = pending
         try:
             async with self._send_lock:
-                await self._sock.sendmsg([protocol.encode({"id": request_id, "op": op, **fields})])
+                await sock.sendmsg([protocol.encode({"id": request_id, "op": op, **fields})])
             await pending.event.wait()
+        except OSError:
+            raise LauncherLost("the launcher is gone") from None
         finally:
             self._pending.pop(request_id, None)
         if pending.reply is None:
             raise LauncherLost("the launcher is gone")
         return pending.reply, pending.fds
-
-    async def hello(self) -> int:
-        reply, _ = await self.request("hello")
-        return int(reply["pid"])
 
     async def start(self, spec: LaunchSpec) -> Started:
         reply, fds = await self.request("start", spec=spec.to_json())
@@ -162,12 +197,13 @@ class LauncherClient:
             for fd in fds:
                 protocol.close_quietly(fd)
             raise StartFailed(reply["error"], int(reply.get("exit_code", 125)))
-        extra = fds[1] if len(fds) > 1 else None
+        handles = dict(zip(reply["fds"], fds, strict=True))
         return Started(
             pid=reply["pid"],
-            pidfd=fds[0],
-            stdin_fd=extra if reply.get("stdin") else None,
-            pty_fd=extra if reply.get("pty") else None,
+            pidfd=handles["pidfd"],
+            stdin_fd=handles.get("stdin"),
+            pty_fd=handles.get("pty"),
+            outputs={name: fd for name, fd in handles.items() if name in ("stdout", "stderr")},
         )
 
     async def wait(self, cid: str) -> ExitStatus | None:
@@ -183,12 +219,14 @@ class LauncherClient:
         reply, fds = await self.request("adopt", cid=cid)
         if reply.get("unknown"):
             return None
+        handles = dict(zip(reply["fds"], fds, strict=True))
         return Adopted(
             pid=reply["pid"],
-            pidfd=fds[0],
+            pidfd=handles["pidfd"],
             finished=reply["finished"],
             exit=ExitStatus.from_json(reply["exit"]) if reply.get("exit") else None,
-            pty_fd=fds[1] if reply.get("pty") and len(fds) > 1 else None,
+            pty_fd=handles.get("pty"),
+            outputs={name: fd for name, fd in handles.items() if name in ("stdout", "stderr")},
         )
 
     async def known(self) -> list[Known]:
@@ -313,32 +351,32 @@ async def _spawn(socket_path: Path, log_path: Path) -> None:
     log.info("launcher.spawned", pid=process.pid)
 
 
-@asynccontextmanager
-async def open_launcher(run_dir: Path) -> AsyncIterator[LauncherClient]:
-    """Connect to this run dir's launcher, starting one if none is alive."""
+async def _connect_or_spawn(run_dir: Path) -> trio.socket.SocketType:
     socket_path = run_dir / "launcher.sock"
-    sock = None
     for _attempt in range(_CONNECT_ATTEMPTS):
         sock = await _connect(socket_path)
         if sock is not None:
-            break
+            return sock
         if _launcher_alive(socket_path):
             # Starting up or shutting down: either way it settles within milliseconds.
             await trio.sleep(0.01)
             continue
         await _spawn(socket_path, run_dir / "launcher.log")
-    if sock is None:
-        raise RuntimeError(f"cannot reach or start the launcher at {socket_path}")
-    with sock:
-        client = LauncherClient(sock, pid=0)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client._read_replies)
+    raise RuntimeError(f"cannot reach or start the launcher at {socket_path}")
+
+
+@asynccontextmanager
+async def open_launcher(run_dir: Path) -> AsyncIterator[LauncherClient]:
+    """Connect to this run dir's launcher, starting one if none is alive."""
+    async with trio.open_nursery() as nursery:
+        client = LauncherClient(run_dir, nursery)
+        try:
             try:
-                client.pid = await client.hello()
+                await client.connect()
             except LauncherLost:
-                raise RuntimeError(f"the launcher at {socket_path} closed the connection") from None
-            log.info("launcher.connected", pid=client.pid)
-            try:
-                yield client
-            finally:
-                nursery.cancel_scope.cancel()
+                raise RuntimeError(f"the launcher in {run_dir} closed the connection") from None
+            yield client
+        finally:
+            # Stop the reader before closing the socket it waits on.
+            nursery.cancel_scope.cancel()
+    client.close()

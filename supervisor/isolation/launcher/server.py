@@ -190,11 +190,8 @@ class Launcher:
         if container is None:
             self._reply(conn, request_id, {"error": "unknown container", "unknown": True})
             return
-        fds = [container.pidfd]
-        body: dict[str, Any] = {"pid": container.pid, "finished": container.finished, "exit": container.exit}
-        if container.pty_master is not None:
-            fds.append(container.pty_master)
-            body["pty"] = True
+        names, fds = _handles(container)
+        body = {"pid": container.pid, "finished": container.finished, "exit": container.exit, "fds": names}
         self._reply(conn, request_id, body, fds)
 
     def _op_list(self, conn: _Connection, request_id: Any, _message: dict[str, Any]) -> None:
@@ -291,16 +288,9 @@ class Launcher:
                 self._reply(request[0], request[1], {"error": failure["message"], "exit_code": failure["exit_code"]})
             log.info("container.start_failed", cid=container.id, error=failure["message"])
         else:
-            fds = [container.pidfd]
-            body: dict[str, Any] = {"pid": container.pid}
-            if container.pty_master is not None:
-                fds.append(container.pty_master)
-                body["pty"] = True
-            elif stdin_write is not None:
-                fds.append(stdin_write)
-                body["stdin"] = True
+            names, fds = _handles(container, stdin_write)
             if request:
-                self._reply(request[0], request[1], body, fds)
+                self._reply(request[0], request[1], {"pid": container.pid, "fds": names}, fds)
             if stdin_write is not None:
                 os.close(stdin_write)
             log.info("container.exec", cid=container.id, pid=container.pid)
@@ -363,6 +353,21 @@ class Launcher:
     def _discard(self, container: _Container) -> None:
         self._containers.pop(container.id, None)
         os.close(container.pidfd)
+
+
+def _handles(container: _Container, stdin_write: int | None = None) -> tuple[list[str], list[int]]:
+    """What the daemon gets of a container, named: its pidfd, its input, and copies of its output
+    read ends. The daemon never reads those while the launcher lives; they keep the pipes open, so
+    if the launcher dies the container's output does not hit a closed pipe and the daemon can
+    take over writing its log."""
+    handles: list[tuple[str, int]] = [("pidfd", container.pidfd)]
+    if container.pty_master is not None:
+        handles.append(("pty", container.pty_master))
+    else:
+        if stdin_write is not None:
+            handles.append(("stdin", stdin_write))
+        handles.extend((stream, fd) for fd, stream in container.outputs.items())
+    return [name for name, _ in handles], [fd for _, fd in handles]
 
 
 def lock_path_for(socket_path: str) -> str:
