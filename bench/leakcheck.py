@@ -47,7 +47,7 @@ def _ip(*args: str) -> str:
     return subprocess.run([ip, *args], capture_output=True, text=True, check=False).stdout
 
 
-def _processes(base: Path) -> list[str]:
+def _processes(base: Path, mark: str = BENCH_MARK) -> list[str]:
     found = []
     me = os.getpid()
     for entry in Path("/proc").iterdir():
@@ -59,32 +59,36 @@ def _processes(base: Path) -> list[str]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):
             continue
-        if state == "Z" and BENCH_MARK not in cgroup:
+        if state == "Z" and mark not in cgroup:
             continue
-        if BENCH_MARK in cgroup or str(base) in cmdline:
+        if mark in cgroup or str(base) in cmdline:
             found.append(f"{entry.name} {cmdline[:120]}")
     return found
 
 
-def _mounts(base: Path) -> list[str]:
+def _mounts(base: Path, mark: str = BENCH_MARK) -> list[str]:
     found = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        if str(base) in line or BENCH_MARK in line:
+        if str(base) in line or mark in line:
             found.append(line.split()[4])
     return found
 
 
-def _cgroups() -> list[str]:
-    return cgroup_dirs_named(BENCH_MARK)
+def _cgroups(mark: str = BENCH_MARK) -> list[str]:
+    return cgroup_dirs_named(mark)
 
 
-def check(base: Path, before: NetSnapshot) -> dict[str, list[str]]:
-    """Leftovers by kind; empty when the bench cleaned up after itself."""
+def check(base: Path, before: NetSnapshot, mark: str = BENCH_MARK) -> dict[str, list[str]]:
+    """Leftovers by kind; empty when the bench cleaned up after itself.
+
+    `mark`: what names the bench's cgroups and mounts; pass the base dir's name to ignore
+    other benches running at the same time (their netns and veths still count).
+    """
     after = net_snapshot()
     leftovers = {
-        "processes": _processes(base),
-        "mounts": _mounts(base),
-        "cgroups": _cgroups(),
+        "processes": _processes(base, mark),
+        "mounts": _mounts(base, mark),
+        "cgroups": _cgroups(mark),
         "netns": sorted(after.netns - before.netns),
         "veth": sorted(after.veths - before.veths),
         "tmp_dirs": [str(base)] if base.exists() else [],

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,8 +125,10 @@ class HostPaths:
     they hold nothing but empty directories (or are the one file we know).
     """
 
-    def __init__(self, paths: Iterable[str]) -> None:
+    def __init__(self, paths: Iterable[str], *, trees: bool = False) -> None:
         self.absent_before = [Path(p) for p in paths if not os.path.lexists(p)]
+        # trees: remove a created directory with whatever the peer left in it (its own lock and cache files).
+        self.trees = trees
 
     def remove_created(self) -> list[str]:
         """Remove what we created; returns the ones that had to stay (not empty)."""
@@ -136,6 +139,8 @@ class HostPaths:
             if path.is_file() or path.is_symlink():
                 path.unlink()
                 continue
+            if self.trees:
+                shutil.rmtree(path, ignore_errors=True)
             for dirpath, _dirs, _files in sorted(os.walk(path), key=lambda e: e[0].count("/"), reverse=True):
                 with contextlib.suppress(OSError):
                     os.rmdir(dirpath)
@@ -255,6 +260,17 @@ class CorralDaemon:
                 os.kill(pid, signal.SIGKILL)
         remove_cgroup_parent(self.cgroup_parent, problems)
         return problems
+
+
+def busybox_layer_blob(root: Path, ref: str = "busybox:latest") -> Path:
+    """The one layer blob (a tar) of corral's bootstrapped busybox, for `docker import` / `podman import`."""
+    from supervisor.storage.images import ImageStore
+
+    store = ImageStore(root)
+    layers = store.resolve(ref).layer_digests
+    if len(layers) != 1:
+        raise ServiceError(f"{ref} has {len(layers)} layers; the benches expect the bootstrapped one-layer image")
+    return Path(store.content.path(layers[0]))
 
 
 def remove_cgroup_parent(parent: str, problems: list[str]) -> None:
@@ -398,6 +414,122 @@ class Dockerd:
         kept = self.host_paths.remove_created()
         if kept:
             problems.append(f"dockerd created host paths that are not empty (left alone): {kept}")
+        return problems
+
+
+# -- podman --------------------------------------------------------------
+
+# Paths podman creates on the host whatever its flags say (its blob-info cache on `import`).
+PODMAN_HOST_PATHS = ("/var/lib/containers", "/etc/containers/networks", "/run/containers")
+
+
+class Podman:
+    """A private podman: its own storage, run, tmp and network-config dirs, file locks and event log, via
+    CONTAINERS_CONF (which conmon passes on to the `podman container cleanup` that applies restart policies).
+
+    Containers run with `--network none` (loopback only, like corral's and dockerd's under --bridge=none)
+    under the cgroup parent `cgroup_parent`. Its default rlimits (nofile and nproc raised to the maximum)
+    fail here with EPERM, so the config sets modest ones.
+    """
+
+    def __init__(self, base: Path, cgroup_parent: str, podman: str) -> None:
+        self.dir = base / "podman"
+        self.conf = self.dir / "containers.conf"
+        self.events_log = self.dir / "events.log"
+        self.cgroup_parent = cgroup_parent
+        self.podman = podman
+        self.host_paths = HostPaths(PODMAN_HOST_PATHS, trees=True)
+        self.started = False
+        self.info: dict[str, Any] = {}
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "CONTAINERS_CONF": str(self.conf)}
+
+    def argv(self, *args: str) -> list[str]:
+        return [
+            self.podman,
+            "--root", str(self.dir / "root"),
+            "--runroot", str(self.dir / "run"),
+            "--tmpdir", str(self.dir / "tmp"),
+            "--storage-driver", "overlay",
+            *args,
+        ]  # fmt: skip
+
+    def run_flags(self) -> list[str]:
+        return ["--network", "none", "--cgroup-parent", f"/{self.cgroup_parent}"]
+
+    def cli(self, *args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            self.argv(*args), env=self.env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+        if check and result.returncode != 0:
+            raise ServiceError(f"podman {' '.join(args)} failed: {result.stderr.strip()[-500:]}")
+        return result
+
+    def start(self) -> None:
+        for name in ("root", "run", "tmp", "networks"):
+            (self.dir / name).mkdir(parents=True)
+        self.conf.write_text(
+            "[containers]\n"
+            'default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n'
+            'netns = "none"\n'
+            "[network]\n"
+            f'network_config_dir = "{self.dir / "networks"}"\n'
+            "[engine]\n"
+            'lock_type = "file"\n'
+            'cgroup_manager = "cgroupfs"\n'
+            'events_logger = "file"\n'
+            f'events_logfile_path = "{self.events_log}"\n'
+        )
+        self.started = True
+        info = json.loads(self.cli("info", "--format", "json").stdout)
+        host = info.get("host", {})
+        self.info = {
+            "version": info.get("version", {}).get("Version"),
+            "runtime": host.get("ociRuntime", {}).get("name"),
+            "runtime_version": (host.get("ociRuntime", {}).get("version") or "").splitlines()[0:1],
+            "conmon": (host.get("conmon", {}).get("version") or "").splitlines()[0:1],
+            "cgroup_manager": host.get("cgroupManager"),
+            "cgroup_version": host.get("cgroupVersion"),
+            "storage_driver": info.get("store", {}).get("graphDriverName"),
+        }
+
+    def import_image(self, layer_blob: Path, tag: str = "busybox:latest") -> None:
+        self.cli("import", "--change", 'CMD ["sh"]', str(layer_blob), tag)
+
+    def stop(self) -> list[str]:
+        problems: list[str] = []
+        if not self.started:
+            return problems
+        try:
+            self.cli("rm", "--all", "--force", "--time", "1", timeout=120)
+        except Exception as err:  # noqa: BLE001 - keep tearing down
+            problems.append(f"podman: removing containers failed: {err}")
+        # conmon and the `podman container cleanup` it runs name our dirs on their command lines.
+        leftovers = [pid for pid, _cmd in processes_mentioning(str(self.dir))]
+        for pid in wait_gone(leftovers, timeout=15):
+            problems.append(f"podman: process {pid} outlived its container; killed it")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        wait_gone(leftovers, timeout=5)
+        # containers/storage bind-mounts its overlay home on itself (private) and keeps it after `rm`: expected.
+        home = str(self.dir / "root" / "overlay")
+        unmounted = [m for m in unmount_all_under(self.dir) if m != home]
+        if unmounted:
+            problems.append(f"podman left {len(unmounted)} mount(s) under its dirs (unmounted): {unmounted[:3]}")
+        # The parent holds a `conmon` child cgroup (and libpod-<id> ones after a failure): remove bottom-up.
+        for directory in cgroup_dirs_named(self.cgroup_parent):
+            for current, _subdirs, _files in sorted(os.walk(directory), key=lambda e: e[0].count("/"), reverse=True):
+                try:
+                    os.rmdir(current)
+                except FileNotFoundError:
+                    pass
+                except OSError as err:
+                    problems.append(f"podman's cgroup {current} could not be removed: {err}")
+        kept = self.host_paths.remove_created()
+        if kept:
+            problems.append(f"podman created host paths that could not be removed: {kept}")
         return problems
 
 

@@ -100,7 +100,8 @@ def test_bad_values(clean: Daemon, flags: list[str], message: str) -> None:
         (b'{"Cmd": ["true"]}', "Image is required"),
         (b'{"Image": "busybox", "Cmd": "true", "HostConfig": {"Memory": "lots"}}', "invalid HostConfig.Memory"),
         (b'{"Image": "busybox", "Env": [1]}', "invalid Env"),
-        (b'{"Image": "busybox", "HostConfig": {"Binds": ["/:/host"]}}', "HostConfig.Binds is not supported"),
+        (b'{"Image": "busybox", "HostConfig": {"VolumesFrom": ["other"]}}', "HostConfig.VolumesFrom is not supported"),
+        (b'{"Image": "busybox", "HostConfig": {"Binds": ["/h:relative"]}}', "mount path must be absolute"),
         (b'{"Image": "busybox", "HostConfig": {"RestartPolicy": {"Name": "sometimes"}}}', "invalid restart policy"),
     ],
 )

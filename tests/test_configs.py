@@ -119,10 +119,14 @@ def test_restart_latency_and_backoff_from_events(clean: Daemon, configs: Path) -
     wait_for(lambda: _status(clean)["crasher"]["State"] == "running")
     since = time.time()
 
+    def running_pid() -> int:
+        # Pid 0 while it restarts; never hand that to kill(), which would signal our own process group.
+        return int(wait_for(lambda: _status(clean)["crasher"]["State"] == "running" and _pid(clean, "crasher")))
+
     def crash_and_wait() -> None:
-        pid = _pid(clean, "crasher")
+        pid = running_pid()
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: _status(clean)["crasher"]["State"] == "running" and _pid(clean, "crasher") != pid, timeout=10)
+        wait_for(lambda: _status(clean)["crasher"]["State"] == "running" and _pid(clean, "crasher") not in (0, pid), timeout=10)
 
     for _ in range(4):
         crash_and_wait()

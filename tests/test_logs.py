@@ -83,10 +83,12 @@ def test_follow_and_attach_see_every_line_once_across_many_rotations(clean: Daem
     count = 1000
     script = (
         "echo ready; while [ ! -e /go ]; do usleep 10000; done; "
-        f"i=1; while [ $i -le {count} ]; do echo $i; i=$((i+1)); usleep 200; done"
+        f"i=1; while [ $i -le {count} ]; do echo $i; i=$((i+1)); usleep 1000; done"
     )
     # `run` in the foreground attaches before the start; `logs -f` follows from the first line.
-    opts = ("--log-opt", "max-size=1k", "--log-opt", "max-file=4")
+    # About 50 records a file and 20 rotations: paced so a follower on a loaded 2-core CI machine stays
+    # within max-file - 1 rotations of the writer (a faster writer can outrun any file-based follower).
+    opts = ("--log-opt", "max-size=4k", "--log-opt", "max-file=4")
     attached = _popen(clean, "run", "--name", "fol", *opts, "busybox", "sh", "-c", script)
     try:
         assert _first_line(attached) == "ready\n"
@@ -106,7 +108,7 @@ def test_follow_and_attach_see_every_line_once_across_many_rotations(clean: Daem
     assert _numbers(followed) == list(range(1, count + 1))
     # It did rotate, many times: what is kept is a small tail.
     kept = _numbers(clean.corral("logs", "fol").stdout)
-    assert kept == list(range(kept[0], count + 1)) and kept[0] > count - 100
+    assert kept == list(range(kept[0], count + 1)) and kept[0] > count - 250
     assert len(_log_files(clean, "fol")) == 4
 
 

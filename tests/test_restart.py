@@ -20,6 +20,7 @@ def test_always_restarts_after_a_crash(clean: Daemon) -> None:
     clean.docker("run", "-d", "--name", "phoenix", "--restart", "always", "busybox", "sleep", "300")
     first = _state(clean, "phoenix")["Pid"]
     died = time.monotonic()
+    assert int(first) > 0  # kill(0) would signal our own process group
     os.kill(int(first), signal.SIGKILL)  # a crash, not a stop through the API
     wait_for(lambda: _state(clean, "phoenix")["Pid"] not in (0, first), timeout=5)
     back = time.monotonic() - died
@@ -88,6 +89,7 @@ def test_policies_across_a_daemon_restart(fresh_daemon: Daemon) -> None:
     d.docker("stop", "-t", "0", "always-stopped", "unless-stopped")
     crashing = int(_state(d, "crashes-away")["Pid"])
     d.kill9()
+    assert crashing > 0
     os.kill(crashing, signal.SIGKILL)  # dies while no daemon watches
     time.sleep(0.3)
     d.start()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from supervisor.api import containers, corral, events, execs, images, system
+from supervisor.api import archive, commit, containers, corral, events, execs, images, saveload, system, volumes
 from supervisor.api.request import Request
 from supervisor.api.responses import JSONResponse
 from supervisor.api.router import Router
@@ -19,8 +19,12 @@ def build_router(engine: Engine) -> Router:
 
     router.route("GET", "/info", info)
     containers.register(router, engine)
+    commit.register(router, engine)
+    archive.register(router, engine)
     images.register(router, engine)
+    saveload.register(router, engine)
     events.register(router, engine)
     execs.register(router, engine)
     corral.register(router, engine)
+    volumes.register(router, engine)
     return router

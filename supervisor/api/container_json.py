@@ -8,6 +8,7 @@ from typing import Any
 from supervisor.humanize import human_duration
 from supervisor.reactor.container import Container
 from supervisor.reactor.model import ContainerSpec, HealthCheck, HealthState, LogOptions
+from supervisor.reactor.mountspec import MountSpec, host_source
 from supervisor.timestamps import ZERO_TIME, parse_rfc3339_ns
 
 
@@ -49,10 +50,56 @@ def _log_config(options: LogOptions) -> dict[str, str]:
     return config
 
 
+def _mount_points(container: Container) -> list[dict[str, Any]]:
+    """Docker's MountPoint list: volumes and binds, and tmpfs asked for with --mount (not --tmpfs)."""
+    state_root = container.files.dir.parent.parent
+    return [
+        {
+            "Type": m.type,
+            **({"Name": m.source} if m.type == "volume" else {}),
+            "Source": host_source(m, state_root),
+            "Destination": m.target,
+            **({"Driver": "local"} if m.type == "volume" else {}),
+            "Mode": m.mode,
+            "RW": not m.readonly,
+            "Propagation": "rprivate" if m.type == "bind" else "",
+        }
+        for m in sorted(container.spec.mounts, key=lambda m: m.target)
+        if m.origin != "tmpfs"
+    ]
+
+
+def _mount_request(m: MountSpec) -> dict[str, Any]:
+    """A HostConfig.Mounts entry as it was sent (omitempty fields left out, as Docker's JSON)."""
+    entry: dict[str, Any] = {"Type": m.type, **({"Source": m.source} if m.source else {}), "Target": m.target}
+    if m.readonly:
+        entry["ReadOnly"] = True
+    if m.type == "bind" and m.create_source:
+        entry["BindOptions"] = {"CreateMountpoint": True}
+    if m.type == "volume" and (m.no_copy or m.labels):
+        options: dict[str, Any] = {"NoCopy": True} if m.no_copy else {}
+        entry["VolumeOptions"] = {**options, **({"Labels": m.labels} if m.labels else {})}
+    if m.type == "tmpfs" and (m.tmpfs_size or m.tmpfs_mode or m.tmpfs_options):
+        entry["TmpfsOptions"] = {
+            **({"SizeBytes": m.tmpfs_size} if m.tmpfs_size else {}),
+            **({"Mode": m.tmpfs_mode} if m.tmpfs_mode else {}),
+            **({"Options": [o.split("=", 1) for o in m.tmpfs_options]} if m.tmpfs_options else {}),
+        }
+    return entry
+
+
+def _host_mounts(spec: ContainerSpec) -> dict[str, Any]:
+    """HostConfig.Binds, .Mounts and .Tmpfs echoed (the create body's; anonymous volumes show their names)."""
+    binds = [m.raw for m in spec.mounts if m.origin == "binds"]
+    mounts = [_mount_request(m) for m in spec.mounts if m.origin == "mounts"]
+    tmpfs = {m.target: m.raw for m in spec.mounts if m.origin == "tmpfs"}
+    return {"Binds": binds or None, **({"Mounts": mounts} if mounts else {}), **({"Tmpfs": tmpfs} if tmpfs else {})}
+
+
 def _host_config(spec: ContainerSpec) -> dict[str, Any]:
     r = spec.resources
     return {
-        "Binds": None,
+        **_host_mounts(spec),
         "NetworkMode": "none",
         "PortBindings": {},
         "RestartPolicy": {"Name": spec.restart_policy.name, "MaximumRetryCount": spec.restart_policy.max_retries},
@@ -89,7 +136,7 @@ def _config(container: Container) -> dict[str, Any]:
         "Env": list(spec.env),
         "Cmd": list(spec.cmd) if spec.cmd else None,
         "Image": spec.image,
-        "Volumes": None,
+        "Volumes": {m.target: {} for m in spec.mounts if m.origin in ("volumes", "image")} or None,
         "WorkingDir": spec.working_dir,
         "Entrypoint": list(spec.entrypoint) if spec.entrypoint else None,
         "OnBuild": None,
@@ -167,7 +214,7 @@ def inspect_json(container: Container) -> dict[str, Any]:
                 "MergedDir": str(container.files.dir / "merged"),
             },
         },
-        "Mounts": [],
+        "Mounts": _mount_points(container),
         "Config": _config(container),
         "NetworkSettings": {
             "Networks": {},
@@ -196,5 +243,5 @@ def list_json(container: Container, now: float | None = None) -> dict[str, Any]:
         "Status": status_text(container, now),
         "HostConfig": {"NetworkMode": "none"},
         "NetworkSettings": {"Networks": {}},
-        "Mounts": [],
+        "Mounts": _mount_points(container),
     }

@@ -115,7 +115,7 @@ def register(router: Router, engine: Engine) -> None:
     async def remove(request: Request) -> EmptyResponse:
         if request.q_bool("link"):
             raise InvalidArgument("links are not supported by corral")
-        await engine.remove(request.params["id"], force=request.q_bool("force"))
+        await engine.remove(request.params["id"], force=request.q_bool("force"), volumes=request.q_bool("v"))
         return EmptyResponse()
 
     async def logs(request: Request) -> StreamResponse:

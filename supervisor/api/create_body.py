@@ -10,18 +10,16 @@ import re
 from decimal import Decimal
 from typing import Any
 
+from supervisor.api.mounts import parse_mounts
 from supervisor.errors import InvalidArgument
 from supervisor.isolation.cgroups.resources import Resources
 from supervisor.reactor.model import ContainerSpec, HealthCheck, LogOptions, RestartPolicy
 
 # Set to anything but their zero value, these ask for what corral cannot do yet.
 _UNSUPPORTED_HOST_CONFIG = (
-    "Binds",
-    "Mounts",
     "PortBindings",
     "Devices",
     "Privileged",
-    "Tmpfs",
     "VolumesFrom",
     "Links",
     "ReadonlyRootfs",
@@ -218,4 +216,5 @@ def parse_create_body(body: Any) -> ContainerSpec:
         restart_policy=_restart_policy(host),
         health=HealthCheck.from_docker(_get(body, "Healthcheck", "", dict, {})),
         log=_log_config(host),
+        mounts=parse_mounts(body, host),
     )

@@ -132,13 +132,18 @@ class _Conn:
         return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
 
     def alive(self) -> bool:
-        # An idle keep-alive connection the daemon closed (restart) reads as EOF.
+        # An idle keep-alive connection the daemon closed (restart) reads as EOF. The peek must not
+        # wait: with a timeout set on the socket, Python would wait it out before MSG_DONTWAIT applies.
+        timeout = self.sock.gettimeout()
+        self.sock.settimeout(0)
         try:
             return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
         except BlockingIOError:
             return True
         except OSError:
             return False
+        finally:
+            self.sock.settimeout(timeout)
 
 
 class StreamingResponse:

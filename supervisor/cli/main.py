@@ -8,8 +8,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from supervisor.cli import configs, containers, events, images, run
+from supervisor.cli import commit, configs, containers, cp, events, images, run, saveload
 from supervisor.cli import exec as exec_command
+from supervisor.cli import volumes as volume_commands
 from supervisor.cli.client import ClientError, DaemonUnreachable, resolve_socket
 from supervisor.cli.context import CliContext, CommandFailed
 from supervisor.errors import CorralError
@@ -56,10 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run.register(commands)
     containers.register(commands)
+    cp.register(commands)
     exec_command.register(commands)
     images.register(commands)
+    commit.register(commands)
+    saveload.register(commands)
     events.register(commands)
     configs.register(commands)
+    volume_commands.register(commands)
     return parser
 
 

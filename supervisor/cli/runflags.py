@@ -8,6 +8,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
+from supervisor.cli.mountflags import mount_flag, tmpfs_flags, volume_flags
 from supervisor.units import parse_cpus, parse_duration, parse_size
 
 
@@ -54,6 +55,9 @@ def add_create_flags(parser: argparse.ArgumentParser) -> None:
     add("--health-retries", type=int, help="consecutive failures needed to report unhealthy")
     add("--health-start-period", help="start period during which failures do not count")
     add("--no-healthcheck", action="store_true", help="disable any container-specified HEALTHCHECK")
+    add("-v", "--volume", action="append", default=[], help="bind mount a volume (NAME:/ctr, /host:/ctr[:ro], /ctr)")
+    add("--mount", action="append", default=[], help="attach a mount (type=bind|volume|tmpfs,source=,target=,...)")
+    add("--tmpfs", action="append", default=[], help="mount a tmpfs directory (/path[:options])")
     add("image", help="the image to run")
     add("command", nargs=argparse.REMAINDER, help="the command and its arguments")
 
@@ -126,6 +130,10 @@ def create_body(args: argparse.Namespace, environ: Mapping[str, str] | None = No
         "NetworkMode": "default",
         "LogConfig": {"Type": args.log_driver or "", "Config": _labels(args.log_opt)},
     }
+    binds, volumes = volume_flags(list(args.volume))
+    host_config["Binds"] = binds or None
+    host_config["Mounts"] = [mount_flag(value) for value in args.mount] or None
+    host_config["Tmpfs"] = tmpfs_flags(list(args.tmpfs)) or None
     body: dict[str, Any] = {
         "Image": args.image,
         "Cmd": args.command or None,
@@ -144,6 +152,7 @@ def create_body(args: argparse.Namespace, environ: Mapping[str, str] | None = No
         "StopSignal": args.stop_signal,
         "StopTimeout": args.stop_timeout,
         "Healthcheck": _healthcheck(args),
+        "Volumes": volumes or None,
         "HostConfig": host_config,
     }
     return body

@@ -6,7 +6,10 @@ into it, and only then are /proc, /dev, /sys and the bind mounts placed,
 so every target path is resolved inside the container's tree (a symlink
 planted in an image cannot redirect a mount onto the host). Bind sources
 are host paths, so each is cloned into a detached mount (open_tree) before
-the pivot and attached at its target (move_mount) afterwards.
+the pivot and attached at its target (move_mount) afterwards. The user's
+mounts (binds, volumes, tmpfs) are made shallowest target first, as Docker
+sorts them, and before the generated /etc files, which a user's mount at
+the same path replaces.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ import os
 import stat
 from collections.abc import Iterable
 
+from supervisor.errors import InvalidArgument
 from supervisor.isolation import syscalls
-from supervisor.isolation.spec import BindMount, LaunchSpec, Rootfs
+from supervisor.isolation.overlay_mount import mount_overlay
+from supervisor.isolation.spec import BindMount, LaunchSpec, Rootfs, TmpfsMount
 from supervisor.isolation.syscalls import (
     MNT_DETACH,
     MS_BIND,
@@ -47,6 +52,59 @@ _DEV_LINKS = (
     ("/dev/core", "/proc/kcore"),
     ("/dev/ptmx", "pts/ptmx"),
 )
+
+
+_MS_SYNCHRONOUS = 16
+_MS_DIRSYNC = 128
+_MS_NODIRATIME = 2048
+_MS_RELATIME = 1 << 21
+# tmpfs option -> (set?, flag), as moby's mount.ParseOptions reads them.
+_TMPFS_FLAGS = {
+    "ro": (True, MS_RDONLY),
+    "rw": (False, MS_RDONLY),
+    "nosuid": (True, MS_NOSUID),
+    "suid": (False, MS_NOSUID),
+    "nodev": (True, MS_NODEV),
+    "dev": (False, MS_NODEV),
+    "noexec": (True, MS_NOEXEC),
+    "exec": (False, MS_NOEXEC),
+    "sync": (True, _MS_SYNCHRONOUS),
+    "async": (False, _MS_SYNCHRONOUS),
+    "dirsync": (True, _MS_DIRSYNC),
+    "noatime": (True, syscalls.MS_NOATIME),
+    "atime": (False, syscalls.MS_NOATIME),
+    "nodiratime": (True, _MS_NODIRATIME),
+    "diratime": (False, _MS_NODIRATIME),
+    "relatime": (True, _MS_RELATIME),
+    "norelatime": (False, _MS_RELATIME),
+    "strictatime": (True, MS_STRICTATIME),
+    "nostrictatime": (False, MS_STRICTATIME),
+}
+# Every container's mount namespace is private already.
+_TMPFS_NOOPS = frozenset({"defaults", "private", "rprivate"})
+_TMPFS_DATA = frozenset({"size", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "mpol"})
+
+
+def tmpfs_mount_args(options: Iterable[str]) -> tuple[int, str]:
+    """Mount flags and data for a tmpfs: nosuid, nodev, noexec unless an option says otherwise.
+
+    Later options win over earlier ones. ValueError names an option tmpfs
+    (or corral) does not take.
+    """
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    data: dict[str, str] = {}
+    for option in options:
+        if option in _TMPFS_NOOPS:
+            continue
+        if option in _TMPFS_FLAGS:
+            enable, flag = _TMPFS_FLAGS[option]
+            flags = flags | flag if enable else flags & ~flag
+            continue
+        key, sep, value = option.partition("=")
+        if not sep or key not in _TMPFS_DATA or not value or "," in value:
+            raise ValueError(f"invalid tmpfs option {option!r}")
+        data[key] = value
+    return flags, ",".join(f"{key}={value}" for key, value in data.items())
 
 
 def _ensure_dir(path: str) -> None:
@@ -117,15 +175,59 @@ def _mount_sys() -> None:
 
 
 def _mount_binds(clones: list[tuple[int, bool, BindMount]]) -> None:
+    # Images often make /etc/resolv.conf a symlink (to ../run/...): resolved inside the container.
     for tree_fd, is_dir, bind in clones:
+        _attach(tree_fd, is_dir, bind, resolve=True)
+
+
+def _attach(tree_fd: int, is_dir: bool, bind: BindMount, *, resolve: bool = False) -> None:
+    target = _resolve_target(bind.target) if resolve else bind.target
+    try:
         if is_dir:
-            _ensure_dir(bind.target)
+            _ensure_dir(target)
         else:
-            _ensure_file(bind.target)
-        syscalls.move_mount_to(tree_fd, bind.target)
+            _ensure_file(target)
+        syscalls.move_mount_to(tree_fd, target)
+    finally:
         os.close(tree_fd)
-        if bind.readonly:
-            syscalls.mount(None, bind.target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
+    if bind.readonly:
+        # Keep the source's nosuid/nodev/noexec: a bind remount sets exactly the flags it is given.
+        kept = os.statvfs(target).f_flag
+        flags = MS_BIND | MS_REMOUNT | MS_RDONLY
+        for st_flag, ms_flag in ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC)):
+            if kept & st_flag:
+                flags |= ms_flag
+        syscalls.mount(None, target, None, flags)
+
+
+def _resolve_target(target: str) -> str:
+    """The target with its symlinks followed, as runc's securejoin does: after the pivot they resolve
+    inside the container, whatever they say (move_mount would not follow the last one itself). One that
+    leads to / would stack a mount under the root, invisible and useless: refused."""
+    resolved = os.path.realpath(target)
+    if resolved == "/":
+        raise InvalidArgument(f"invalid mount destination {target}: it leads to / inside the container")
+    return resolved
+
+
+def _mount_user(clones: list[tuple[int, bool, BindMount]], tmpfs: Iterable[TmpfsMount]) -> None:
+    """Binds, volumes and tmpfs mounts, shallowest target first (a stable sort keeps the given order)."""
+    pending: list[tuple[int, bool, BindMount] | TmpfsMount] = [*clones, *tmpfs]
+    pending.sort(key=lambda item: (item if isinstance(item, TmpfsMount) else item[2]).target.count("/"))
+    for index, item in enumerate(pending):
+        try:
+            if isinstance(item, TmpfsMount):
+                target = _resolve_target(item.target)
+                _ensure_dir(target)
+                flags, data = tmpfs_mount_args(item.options)
+                syscalls.mount("tmpfs", target, "tmpfs", flags, data or None)
+            else:
+                _attach(*item, resolve=True)
+        except BaseException:
+            for rest in pending[index + 1 :]:
+                if not isinstance(rest, TmpfsMount):
+                    os.close(rest[0])
+            raise
 
 
 def _mask(paths: Iterable[str]) -> None:
@@ -149,8 +251,9 @@ def _make_readonly(paths: Iterable[str]) -> None:
 
 
 def _mount_overlay(rootfs: Rootfs) -> None:
-    os.chdir(rootfs.base)
-    syscalls.mount("overlay", rootfs.merged, "overlay", 0, rootfs.overlay_options())
+    # From the state root, with relative paths; images too deep for one page of options name
+    # their layers by descriptor (overlay_mount.py).
+    mount_overlay(rootfs)
 
 
 def _clone_etc_files(files: tuple[tuple[str, str], ...], scratch: str) -> list[tuple[int, bool, BindMount]]:
@@ -176,14 +279,15 @@ def build_rootfs(spec: LaunchSpec, tty_slave_fd: int | None = None) -> None:
     """Mount the container's tree and pivot into it; the caller has its own mount namespace."""
     syscalls.mount(None, "/", None, MS_REC | MS_PRIVATE)
     _mount_overlay(spec.rootfs)
-    sources = _clone_bind_sources(spec.binds)
-    sources += _clone_etc_files(spec.etc_files, os.path.join(spec.rootfs.base, spec.rootfs.scratch))
+    user_sources = _clone_bind_sources(spec.binds)
+    sources = _clone_etc_files(spec.etc_files, os.path.join(spec.rootfs.base, spec.rootfs.scratch))
     # By name: the descriptor's mount belongs to the host's namespace, and open_tree wants ours.
     console = syscalls.open_tree_clone(os.ttyname(tty_slave_fd)) if tty_slave_fd is not None else None
     _pivot(spec.rootfs.merged)
     _mount_proc()
     _mount_dev(console)
     _mount_sys()
+    _mount_user(user_sources, spec.tmpfs)
     _mount_binds(sources)
     _mask(spec.masked_paths)
     _make_readonly(spec.readonly_paths)

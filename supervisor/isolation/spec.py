@@ -68,6 +68,14 @@ class BindMount:
 
 
 @dataclass(frozen=True)
+class TmpfsMount:
+    """A tmpfs at `target`: nosuid, nodev and noexec unless `options` say otherwise (Docker's default)."""
+
+    target: str
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Rootfs:
     """An overlay: image layers under a writable upper dir.
 
@@ -101,7 +109,9 @@ class LaunchSpec:
     capabilities: tuple[str, ...]
     # Joined at birth (clone3 into the v2 dir) and by the first process (v1 `tasks` files).
     cgroup: Membership | None = None
+    # The user's mounts, made shallowest target first after the pivot (binds and volumes, tmpfs).
     binds: tuple[BindMount, ...] = ()
+    tmpfs: tuple[TmpfsMount, ...] = ()
     # Small generated files (/etc/hostname, /etc/hosts, /etc/resolv.conf): path -> content.
     etc_files: tuple[tuple[str, str], ...] = ()
     no_new_privileges: bool = False
@@ -120,6 +130,7 @@ class LaunchSpec:
     def from_json(cls, data: dict[str, Any]) -> LaunchSpec:
         fields = known_fields(cls, data)
         fields["binds"] = tuple(BindMount(**b) for b in fields.get("binds", ()))
+        fields["tmpfs"] = tuple(TmpfsMount(t["target"], tuple(t["options"])) for t in fields.get("tmpfs", ()))
         fields["etc_files"] = tuple((path, content) for path, content in fields.get("etc_files", ()))
         rootfs = dict(fields["rootfs"])
         rootfs["lowers"] = tuple(rootfs["lowers"])

@@ -34,6 +34,12 @@ def _validate(engine: Engine, spec: ContainerSpec) -> None:
 
 
 async def create_container(engine: Engine, requested: ContainerSpec, name: str | None) -> Container:
+    # Pinned from lookup to registration, so no `rmi`/GC takes the image in between (reactor/images.py).
+    async with engine.image_guard.pinned():
+        return await _create_container(engine, requested, name)
+
+
+async def _create_container(engine: Engine, requested: ContainerSpec, name: str | None) -> Container:
     image = engine.images.resolve(requested.image)
     container_id = secrets.token_hex(32)
     spec = merge_image_config(replace(requested, image_id=image.id), image.config)
@@ -43,24 +49,27 @@ async def create_container(engine: Engine, requested: ContainerSpec, name: str |
     name = validate_name(name) if name else generate_name(engine.rng, engine.registry.names())
     engine.registry.reserve_name(name, container_id)
     files = engine.store.files(container_id)
-    try:
-        # Unpack missing layers now, so start stays fast and a bad layer fails the create.
-        await trio.to_thread.run_sync(engine.images.layer_dirs, image)
-        files.dir.mkdir(parents=True)
-        create_snapshot(files.dir)
-        files.scratch.mkdir()
-        files.log.touch(mode=0o640)
-        created = now_rfc3339()
-        engine.store.save_config(container_id, name, created, spec)
-        state = ContainerState()
-        engine.store.save_state(container_id, state)
-    except BaseException:
-        engine.registry.release_name(name)
-        engine.store.delete(container_id)
-        raise
-    container = Container(
-        container_id, name, created, spec, state, engine.store, on_change=engine.registry.changed.notify
-    )
-    engine.registry.add(container)
+    # The container's volumes stay claimed until it is registered (then its spec tells who uses them).
+    async with engine.volumes.claim() as claim:
+        try:
+            # Unpack missing layers now, so start stays fast and a bad layer fails the create.
+            layers = await trio.to_thread.run_sync(engine.images.layer_dirs, image)
+            spec = await engine.volumes.prepare(spec, image.config, layers, claim)
+            files.dir.mkdir(parents=True)
+            create_snapshot(files.dir)
+            files.scratch.mkdir()
+            files.log.touch(mode=0o640)
+            created = now_rfc3339()
+            engine.store.save_config(container_id, name, created, spec)
+            state = ContainerState()
+            engine.store.save_state(container_id, state)
+        except BaseException:
+            engine.registry.release_name(name)
+            engine.store.delete(container_id)
+            raise
+        container = Container(
+            container_id, name, created, spec, state, engine.store, on_change=engine.registry.changed.notify
+        )
+        engine.registry.add(container)
     engine.events.publish(Event("container", "create", container_id, container_attributes(container)))
     return container

@@ -9,9 +9,9 @@ configs never touch.
 
 from __future__ import annotations
 
-from supervisor.errors import InvalidArgument
-from supervisor.reactor.config import ContainerConfig
+from supervisor.reactor.config import ContainerConfig, MountConfig
 from supervisor.reactor.model import ContainerSpec, HealthCheck, LogOptions, RestartPolicy
+from supervisor.reactor.mountspec import MountSpec
 
 SOURCE_LABEL = "io.corral.config"
 FINGERPRINT_LABEL = "io.corral.config.fingerprint"
@@ -34,9 +34,20 @@ def _health(config: ContainerConfig) -> HealthCheck | None:
     )
 
 
+def _mount(mount: MountConfig) -> MountSpec:
+    """Volumes are named (they outlive the container's recreation); a bind source must exist, as with --mount."""
+    return MountSpec(
+        type=mount.type,
+        target=mount.target,
+        source=mount.source,
+        readonly=mount.readonly,
+        origin="config",
+        mode="z" if mount.type == "volume" else "",
+        tmpfs_size=mount.size if mount.type == "tmpfs" else None,
+    )
+
+
 def spec_from_config(config: ContainerConfig) -> ContainerSpec:
-    if config.mounts:
-        raise InvalidArgument("mounts are not supported by corral yet (volumes and bind mounts come with storage)")
     restart = config.restart
     labels = dict(config.labels)
     labels[SOURCE_LABEL] = str(config.source.path)
@@ -63,6 +74,7 @@ def spec_from_config(config: ContainerConfig) -> ContainerSpec:
         ),
         log=LogOptions(max_size=config.logs.max_size, max_files=config.logs.max_files if config.logs.max_size else 1),
         health=_health(config),
+        mounts=tuple(_mount(m) for m in config.mounts),
     )
 
 

@@ -27,6 +27,7 @@ from supervisor.reactor.container import Container
 from supervisor.reactor.create import create_container
 from supervisor.reactor.events import Event, EventBus, container_attributes
 from supervisor.reactor.execs import ExecConfig, ExecInstance, ExecProcess, ExecStore, create_exec, start_exec
+from supervisor.reactor.images import ImageGuard, collect_garbage
 from supervisor.reactor.inotify import InotifyHub
 from supervisor.reactor.model import ContainerSpec
 from supervisor.reactor.orphans import Reaper
@@ -38,8 +39,10 @@ from supervisor.reactor.start import start_or_autoremove
 from supervisor.reactor.state import StateStore
 from supervisor.reactor.stop import kill_container, stop_container
 from supervisor.reactor.tty import resize_tty
+from supervisor.reactor.volumes import Volumes
 from supervisor.reactor.wait import Condition, WaitResult, waiter
 from supervisor.storage.images import ImageStore
+from supervisor.storage.volumes import VOLUMES_DIR
 
 log = structlog.get_logger(__name__)
 
@@ -71,7 +74,10 @@ class Engine:
         self.reaper = Reaper()
         self.registry = Registry()
         self.store = StateStore(config.root / "containers")
+        self.volumes = Volumes(config.root / VOLUMES_DIR, self.registry, self.events)
         self.execs = ExecStore()
+        # Image deletions vs. creations in flight (reactor/images.py).
+        self.image_guard = ImageGuard()
         self.rng = random.Random()
         self.host_capabilities = host_bounding_set()
         self.started_at = time.time()
@@ -137,8 +143,8 @@ class Engine:
     async def kill(self, ref: str, signal_name: str | None = None) -> None:
         await kill_container(self, self.get(ref), signal_name)
 
-    async def remove(self, ref: str, *, force: bool = False) -> None:
-        await remove_container(self, self.get(ref), force=force)
+    async def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
+        await remove_container(self, self.get(ref), force=force, volumes=volumes)
 
     def resize(self, ref: str, height: int, width: int) -> None:
         resize_tty(self.get(ref), height, width)
@@ -187,6 +193,8 @@ async def open_engine(
         nursery.start_soon(engine.inotify.run)
         nursery.start_soon(engine.reaper.run)
         await restore_containers(engine)
+        # Crash leftovers and unreferenced content go; restored containers' images stay.
+        await collect_garbage(engine, at_start=True)
         try:
             yield engine
         finally:

@@ -14,6 +14,7 @@ import trio
 from supervisor.errors import StartFailed
 from supervisor.reactor.container import Container, Process
 from supervisor.reactor.events import Event, container_attributes
+from supervisor.reactor.initlayer import with_init_layer
 from supervisor.reactor.launchspec import build_launch_spec
 from supervisor.timestamps import now_rfc3339
 
@@ -32,8 +33,8 @@ async def launch(engine: Engine, container: Container, *, restart: bool) -> None
     and StartFailed propagates.
     """
     spec = container.spec
-    image = engine.images.resolve(spec.image_id)
-    layers = engine.images.layer_dirs(image)
+    # By ID alone: a container outlives its image's `rmi -f`, as under Docker.
+    layers = with_init_layer(container.files.dir, engine.images.container_layers(spec.image_id))
     cgroup = engine.cgroups.create(engine.config.cgroup_parent, container.id, spec.resources)
     try:
         launch_spec = build_launch_spec(

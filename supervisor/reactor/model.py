@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from supervisor.errors import InvalidArgument
 from supervisor.isolation.cgroups.resources import Resources
+from supervisor.reactor.mountspec import MountSpec
 
 Status = Literal["created", "running", "paused", "restarting", "removing", "exited", "dead"]
 
@@ -134,6 +135,8 @@ class ContainerSpec:
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
     log: LogOptions = field(default_factory=LogOptions)
     health: HealthCheck | None = None
+    # Binds, volumes and tmpfs mounts (reactor/mountspec.py); anonymous volumes named at create.
+    mounts: tuple[MountSpec, ...] = ()
 
     @property
     def args(self) -> tuple[str, ...]:
@@ -153,6 +156,7 @@ class ContainerSpec:
         fields_["resources"] = Resources(**fields_.get("resources", {}))
         fields_["restart_policy"] = RestartPolicy(**fields_.get("restart_policy", {}))
         fields_["log"] = LogOptions(**(fields_.get("log") or {}))
+        fields_["mounts"] = tuple(MountSpec.from_json(m) for m in fields_.get("mounts") or ())
         if fields_.get("health"):
             health = dict(fields_["health"])
             health["argv"] = tuple(health.get("argv") or ())

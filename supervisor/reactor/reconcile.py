@@ -175,7 +175,8 @@ class Reconciler:
         except (NotModified, CorralError):
             pass
         try:
-            await self.engine.remove(container.id, force=True)
+            # Its anonymous volumes go with it (named volumes stay): each recreation would leave more.
+            await self.engine.remove(container.id, force=True, volumes=True)
         except CorralError as err:
             log.warning("configs.remove_failed", name=container.name, error=str(err))
 

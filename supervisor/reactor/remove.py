@@ -10,6 +10,7 @@ import trio
 from supervisor.errors import Conflict
 from supervisor.reactor.container import Container
 from supervisor.reactor.events import Event, container_attributes
+from supervisor.reactor.images import release_image
 from supervisor.reactor.stop import force_stop
 from supervisor.storage.snapshots import remove_snapshot
 
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
-async def remove_container(engine: Engine, container: Container, *, force: bool = False) -> None:
+async def remove_container(engine: Engine, container: Container, *, force: bool = False, volumes: bool = False) -> None:
+    """`volumes` (`rm -v`) also removes the container's anonymous volumes, as does an `--rm` container's removal."""
     if container.removed:
         return
     if container.removing:
@@ -39,6 +41,9 @@ async def remove_container(engine: Engine, container: Container, *, force: bool 
     finally:
         container.removing = False
     engine.events.publish(Event("container", "destroy", container.id, container_attributes(container)))
+    release_image(engine, container.spec.image_id)
+    if volumes or container.spec.auto_remove:
+        await engine.volumes.remove_anonymous(container.spec)
 
 
 def _delete_files(engine: Engine, container: Container) -> None:

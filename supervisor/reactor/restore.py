@@ -11,8 +11,10 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import structlog
+import trio
 
 from supervisor.isolation.launcher.client import ExitStatus
+from supervisor.reactor.cgroup_events import until_empty
 from supervisor.reactor.container import Container, Process
 from supervisor.reactor.supervise import record_exit, resume_after_exit, supervise
 from supervisor.timestamps import now_rfc3339
@@ -28,7 +30,9 @@ _LOST_EXIT = 255
 async def restore_containers(engine: Engine) -> None:
     launcher_has = {k.cid: k for k in await engine.launcher.known()}
     known = set(launcher_has)
-    for stored in engine.store.load_all():
+    stored_containers = list(engine.store.load_all())
+    await _remove_stale_cgroups(engine, keep={s.id for s in stored_containers if s.state.running})
+    for stored in stored_containers:
         container = Container(
             stored.id,
             stored.name,
@@ -48,6 +52,8 @@ async def restore_containers(engine: Engine) -> None:
             continue
         try:
             container.cgroup = engine.cgroups.open(engine.config.cgroup_parent, container.id)
+            # corral has no `pause`: a frozen cgroup found here was left by a commit the crash cut short.
+            container.cgroup.thaw()
         except FileNotFoundError:
             container.cgroup = None
         adopted = await engine.launcher.adopt(container.id) if container.id in known else None
@@ -71,3 +77,21 @@ async def restore_containers(engine: Engine) -> None:
         if entry.finished and (holder is None or holder.process is None):
             await engine.launcher.forget(cid)
     log.info("engine.restored", containers=len(engine.registry))
+
+
+async def _remove_stale_cgroups(engine: Engine, keep: set[str]) -> None:
+    """A daemon killed between an exit and its clean-up leaves the container's cgroup behind;
+    nothing else would ever remove it. Any cgroup under our parent that no container recorded as
+    running owns goes, before anything can be started again."""
+    for name in engine.cgroups.children(engine.config.cgroup_parent):
+        if name in keep:
+            continue
+        try:
+            stale = engine.cgroups.open(engine.config.cgroup_parent, name)
+        except FileNotFoundError:
+            continue
+        stale.thaw()
+        stale.kill()
+        await until_empty(engine, stale)
+        await trio.to_thread.run_sync(stale.remove)
+        log.info("cgroup.stale_removed", name=name)

@@ -1,17 +1,20 @@
 """What a layer tar member may do: the one place that vets members before anything touches disk.
 
-`check_member` turns a `tarfile.TarInfo` into a `LayerMember` (what to
-create, where, with which metadata) or rejects it with UnsafeLayer. It is
-pure: path containment against symlinks on disk is enforced by the
-unpacker, which resolves every parent with O_NOFOLLOW. New rules for
-hostile archives belong here.
+`check_member` turns a tar member (a `tarfile.TarInfo`, or the unpacker's
+own `tar_stream.TarHeader`, which has the same shape) into a `LayerMember`
+(what to create, where, with which metadata) or rejects it with
+UnsafeLayer. It is pure: path containment against symlinks on disk is
+enforced by the unpacker, which never follows one. New rules for hostile
+archives belong here.
 """
 
 from __future__ import annotations
 
 import enum
 import tarfile
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from supervisor.storage.errors import UnsafeLayer
 
@@ -24,6 +27,38 @@ PAX_XATTR_PREFIX = "SCHILY.xattr."
 # metadata (redirects, metacopy, opaque) — only whiteout conversion sets it.
 ALLOWED_XATTR_PREFIXES = ("user.", "security.capability")
 NAME_MAX = 255
+# No system call can name a longer path, and trees deeper than this break recursive tools
+# (Python's shutil.rmtree among them): a layer with either is hostile or useless.
+PATH_MAX = 4095
+MAX_DEPTH = 512
+_ID_LIMIT = (1 << 32) - 1  # (uid_t)-1 means "unchanged" to chown
+_NS_LIMIT = 1 << 63  # utimensat's range, in nanoseconds
+
+
+class TarEntry(Protocol):
+    """What check_member reads of a member: `tarfile.TarInfo` and `tar_stream.TarHeader` both fit."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def type(self) -> bytes: ...
+    @property
+    def mode(self) -> int: ...
+    @property
+    def uid(self) -> int: ...
+    @property
+    def gid(self) -> int: ...
+    @property
+    def mtime(self) -> float: ...
+    @property
+    def linkname(self) -> str: ...
+    @property
+    def devmajor(self) -> int: ...
+    @property
+    def devminor(self) -> int: ...
+    @property
+    def pax_headers(self) -> Mapping[str, str]: ...
+    def isreg(self) -> bool: ...
 
 
 class MemberKind(enum.Enum):
@@ -60,10 +95,11 @@ _KIND_OF_TYPE = {
     tarfile.CHRTYPE: MemberKind.CHAR_DEVICE,
     tarfile.BLKTYPE: MemberKind.BLOCK_DEVICE,
     tarfile.FIFOTYPE: MemberKind.FIFO,
+    b"D": MemberKind.DIRECTORY,  # a GNU dump directory: its data (a listing) is skipped
 }
 
 
-def check_member(member: tarfile.TarInfo) -> LayerMember | None:
+def check_member(member: TarEntry) -> LayerMember | None:
     """The vetted action for `member`, None if it is to be skipped; UnsafeLayer if it is hostile."""
     parts = archive_path_parts(member.name, member.name)
     kind = MemberKind.FILE if member.isreg() else _KIND_OF_TYPE.get(member.type)
@@ -91,6 +127,10 @@ def check_member(member: tarfile.TarInfo) -> LayerMember | None:
         device = (member.devmajor, member.devminor)
     if not parts and kind is not MemberKind.DIRECTORY and kind is not MemberKind.OPAQUE:
         raise UnsafeLayer(f"layer member {member.name!r}: only a directory may stand for the layer root")
+    if not (0 <= member.uid < _ID_LIMIT and 0 <= member.gid < _ID_LIMIT):
+        raise UnsafeLayer(f"layer member {member.name!r}: owner {member.uid}:{member.gid} is out of range")
+    if device is not None and not (0 <= device[0] < _ID_LIMIT and 0 <= device[1] < _ID_LIMIT):
+        raise UnsafeLayer(f"layer member {member.name!r}: device number {device[0]}:{device[1]} is out of range")
     return LayerMember(
         kind=kind,
         name=member.name,
@@ -98,11 +138,11 @@ def check_member(member: tarfile.TarInfo) -> LayerMember | None:
         mode=member.mode & 0o7777,
         uid=member.uid,
         gid=member.gid,
-        mtime_ns=round(member.mtime * 1_000_000_000),
+        mtime_ns=_mtime_ns(member),
         symlink_target=symlink_target,
         hardlink_parts=hardlink_parts,
         device=device,
-        xattrs=_xattrs(member) if kind not in (MemberKind.SYMLINK, MemberKind.HARDLINK) else (),
+        xattrs=_xattrs(member) if member.pax_headers and kind not in (MemberKind.SYMLINK, MemberKind.HARDLINK) else (),
     )
 
 
@@ -116,15 +156,23 @@ def archive_path_parts(path: str, member_name: str) -> tuple[str, ...]:
         raise UnsafeLayer(f"layer member {member_name!r}: empty path")
     if "\0" in path:
         raise UnsafeLayer(f"layer member {member_name!r}: NUL byte in path")
-    if path.startswith("/"):
+    if path[0] == "/":
         raise UnsafeLayer(f"layer member {member_name!r}: absolute path {path!r}")
-    parts = tuple(part for part in path.split("/") if part not in ("", "."))
-    for part in parts:
-        if part == "..":
-            raise UnsafeLayer(f"layer member {member_name!r}: path {path!r} escapes the layer with '..'")
-        if len(part.encode("utf-8", "surrogateescape")) > NAME_MAX:
-            raise UnsafeLayer(f"layer member {member_name!r}: a path component is longer than {NAME_MAX} bytes")
-    return parts
+    if len(path) > PATH_MAX:
+        raise UnsafeLayer(f"layer member {member_name[:200]!r}...: path longer than {PATH_MAX} characters")
+    parts = path.split("/")
+    if "" in parts or "." in parts:
+        parts = [part for part in parts if part not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeLayer(f"layer member {member_name!r}: path {path!r} escapes the layer with '..'")
+    if len(parts) > MAX_DEPTH:
+        raise UnsafeLayer(f"layer member {member_name[:200]!r}...: path deeper than {MAX_DEPTH} directories")
+    # A UTF-8 character takes at most 4 bytes: only paths with a long component need encoding.
+    if len(path) > NAME_MAX // 4:
+        for part in parts:
+            if len(part) > NAME_MAX // 4 and len(part.encode("utf-8", "surrogateescape")) > NAME_MAX:
+                raise UnsafeLayer(f"layer member {member_name!r}: a path component is longer than {NAME_MAX} bytes")
+    return tuple(parts)
 
 
 def _whiteout(name: str, parts: tuple[str, ...]) -> tuple[MemberKind | None, tuple[str, ...]]:
@@ -139,7 +187,18 @@ def _whiteout(name: str, parts: tuple[str, ...]) -> tuple[MemberKind | None, tup
     return MemberKind.WHITEOUT, (*parts[:-1], hidden)
 
 
-def _xattrs(member: tarfile.TarInfo) -> tuple[tuple[str, bytes], ...]:
+def _mtime_ns(member: TarEntry) -> int:
+    exact = getattr(member, "mtime_ns", None)  # tar_stream.TarHeader has it; a TarInfo's float may round
+    try:
+        mtime_ns = exact if isinstance(exact, int) else round(member.mtime * 1_000_000_000)
+    except (OverflowError, ValueError):
+        mtime_ns = _NS_LIMIT
+    if not -_NS_LIMIT <= mtime_ns < _NS_LIMIT:
+        raise UnsafeLayer(f"layer member {member.name!r}: modification time {member.mtime} is out of range")
+    return mtime_ns
+
+
+def _xattrs(member: TarEntry) -> tuple[tuple[str, bytes], ...]:
     found = []
     for key, value in member.pax_headers.items():
         if not key.startswith(PAX_XATTR_PREFIX):

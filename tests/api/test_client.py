@@ -141,3 +141,29 @@ def test_truncated_frames() -> None:
     with pytest.raises(EOFError, match="2 of 5"):
         list(iter_frames(io.BytesIO(encode_frame(1, b"hello")[:10]).read))
     assert list(iter_frames(io.BytesIO(b"").read)) == []
+
+
+async def test_a_request_with_a_timeout_does_not_slow_the_next(start_server, sock_path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    import trio
+
+    from supervisor.api.http import JSONResponse, Router
+    from supervisor.cli.client import Client
+
+    router = Router()
+
+    async def hello(_request):  # type: ignore[no-untyped-def]
+        return JSONResponse({"ok": True})
+
+    router.route("GET", "/hello", hello)
+    await start_server(router)
+
+    def two_requests() -> float:
+        with Client(sock_path) as client:
+            client.request("GET", "/hello", timeout=5)
+            begin = time.monotonic()
+            client.request("GET", "/hello", timeout=5)
+            return time.monotonic() - begin
+
+    assert await trio.to_thread.run_sync(two_requests) < 1.0

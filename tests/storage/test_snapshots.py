@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from supervisor.storage.errors import SnapshotInUse
-from supervisor.storage.snapshots import Snapshot, create_snapshot, overlay_options, remove_snapshot
+from supervisor.storage.snapshots import (
+    Snapshot,
+    create_snapshot,
+    overlay_options,
+    relative_lowers,
+    remove_snapshot,
+)
 
 
 def test_create_is_idempotent_and_keeps_changes(tmp_path: Path) -> None:
@@ -56,3 +62,10 @@ def test_overlay_options_order_and_escaping(tmp_path: Path) -> None:
     assert overlay_options([Path("/l:1")], odd) == r"lowerdir=/l\:1,upperdir=/a\,b/upper,workdir=/a\,b/work"
     with pytest.raises(ValueError):
         overlay_options([], snap)
+
+
+def test_relative_lowers_match_relpath(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    layers = [root / "layers" / f"{index:064x}" for index in range(3)] + [tmp_path / "elsewhere" / "x"]
+    assert relative_lowers(layers, root) == tuple(os.path.relpath(layer, root) for layer in reversed(layers))
+    assert relative_lowers([root / "l"], root) == ("l",)

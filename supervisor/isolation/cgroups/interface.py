@@ -71,6 +71,18 @@ class Cgroup(Protocol):
         """SIGKILL every process in the cgroup (does not wait for them to exit)."""
         ...
 
+    def freeze(self) -> bool:
+        """Stop every process in the cgroup (v2 cgroup.freeze, else the v1 freezer); True once frozen.
+
+        False if the kernel did not report the cgroup frozen in time (it may
+        still be freezing): call `thaw` either way.
+        """
+        ...
+
+    def thaw(self) -> None:
+        """Undo `freeze`; harmless on a cgroup that is not frozen or is gone."""
+        ...
+
     def is_populated(self) -> bool: ...
 
     def events_file(self) -> str | None:
@@ -120,6 +132,10 @@ class CgroupDriver(Protocol):
 
     def open(self, parent: str, name: str) -> Cgroup:
         """The existing cgroup `name` under `parent`; FileNotFoundError if it is gone."""
+        ...
+
+    def children(self, parent: str) -> list[str]:
+        """Names of the cgroups under `parent` (in any hierarchy)."""
         ...
 
     def remove_parent(self, parent: str) -> bool:

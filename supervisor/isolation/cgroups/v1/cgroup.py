@@ -80,6 +80,28 @@ class V1Cgroup:
             for procs in self.procs_files():
                 kill_listed(procs)
 
+    def freeze(self) -> bool:
+        """Through the unified hierarchy when it has cgroup.freeze (a frozen v2 cgroup can still be
+        killed, a v1-frozen one cannot), else the v1 freezer."""
+        unified = self._unified
+        if unified is not None and os.path.exists(os.path.join(unified, core.FREEZE)):
+            return core.freeze(unified)
+        freezer_dir = self.controller_dir("freezer")
+        if freezer_dir is None:
+            raise FileNotFoundError("no freezer: neither v2 cgroup.freeze nor a v1 freezer hierarchy")
+        return freezer.freeze(freezer_dir)
+
+    def thaw(self) -> None:
+        unified = self._unified
+        if unified is not None and os.path.exists(os.path.join(unified, core.FREEZE)):
+            core.thaw(unified)
+        freezer_dir = self.controller_dir("freezer")
+        if freezer_dir is not None and os.path.isdir(freezer_dir):
+            try:
+                freezer.thaw(freezer_dir)
+            except FileNotFoundError:
+                pass
+
     def _kill_with_freezer(self) -> bool:
         """Freeze (no forks meanwhile), SIGKILL each process, thaw; False without a freezer."""
         freezer_dir = self.controller_dir("freezer")

@@ -52,6 +52,13 @@ class V1Driver:
             raise FileNotFoundError(f"cgroup {cgroup.path} does not exist")
         return cgroup
 
+    def children(self, parent: str) -> list[str]:
+        parts = parent_parts(parent)
+        dirs = [under(h.mountpoint, parts) for h in self.mounts.v1]
+        if self.mounts.unified is not None:
+            dirs.append(under(self.mounts.unified, parts))
+        return sorted({entry.name for d in dirs if os.path.isdir(d) for entry in os.scandir(d) if entry.is_dir()})
+
     def remove_parent(self, parent: str) -> bool:
         parts = parent_parts(parent)
         if not parts:

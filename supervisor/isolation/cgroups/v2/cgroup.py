@@ -48,6 +48,12 @@ class V2Cgroup:
     def kill(self) -> None:
         core.kill(self.directory)
 
+    def freeze(self) -> bool:
+        return core.freeze(self.directory)
+
+    def thaw(self) -> None:
+        core.thaw(self.directory)
+
     def is_populated(self) -> bool:
         return core.populated(self.directory)
 

@@ -61,6 +61,14 @@ def freeze(directory: str) -> bool:
     return True
 
 
+def thaw(directory: str) -> None:
+    """Let a frozen cgroup run again; a cgroup that is gone needs nothing."""
+    try:
+        write_text(os.path.join(directory, FREEZE), "0")
+    except FileNotFoundError:
+        pass
+
+
 def controllers(directory: str) -> frozenset[str]:
     return frozenset(read_text(os.path.join(directory, CONTROLLERS)).split())
 

@@ -54,6 +54,12 @@ class V2Driver:
             raise FileNotFoundError(f"cgroup {cgroup.path} does not exist")
         return cgroup
 
+    def children(self, parent: str) -> list[str]:
+        directory = under(self.root, parent_parts(parent))
+        if not os.path.isdir(directory):
+            return []
+        return sorted(entry.name for entry in os.scandir(directory) if entry.is_dir())
+
     def remove_parent(self, parent: str) -> bool:
         parts = parent_parts(parent)
         if not parts:
