@@ -53,7 +53,7 @@ TARGETS = (
     ("supervisor.isolation.launcher.server", "Launcher._on_signal", "launcher.on_sigchld (reap)"),
     # the container's first process, between fork and exec
     ("supervisor.isolation.process", "_setup_stdio", "child.setup_stdio"),
-    ("supervisor.isolation.process", "_join_v1_cgroups", "child.join_v1_cgroups"),
+    ("supervisor.isolation.process", "join_v1_cgroups", "child.join_v1_cgroups"),
     ("supervisor.isolation.process", "_loopback_up", "child.loopback_up"),
     ("supervisor.isolation.process", "syscalls.unshare", "child.unshare (pid ns came with clone3)"),
     ("supervisor.isolation.process", "socket.sethostname", "child.sethostname"),

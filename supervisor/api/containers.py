@@ -56,6 +56,15 @@ def _matches(container: Container, filters: dict[str, list[str]]) -> bool:
     return True
 
 
+def _stop_timeout(request: Request) -> int | None:
+    """`t` (or API ≥1.42's `timeout`) in seconds; absent: the container's own stop timeout."""
+    timeout = request.q("t") or request.q("timeout")
+    try:
+        return int(timeout) if timeout else None
+    except ValueError:
+        raise InvalidArgument(f"invalid value for 't': {timeout!r}") from None
+
+
 def register(router: Router, engine: Engine) -> None:
     async def create(request: Request) -> JSONResponse:
         spec = parse_create_body(request.json())
@@ -79,21 +88,11 @@ def register(router: Router, engine: Engine) -> None:
         return EmptyResponse()
 
     async def stop(request: Request) -> EmptyResponse:
-        timeout = request.q("t") or request.q("timeout")
-        try:
-            seconds = int(timeout) if timeout else None
-        except ValueError:
-            raise InvalidArgument(f"invalid value for 't': {timeout!r}") from None
-        await engine.stop(request.params["id"], seconds, request.q("signal") or None)
+        await engine.stop(request.params["id"], _stop_timeout(request), request.q("signal") or None)
         return EmptyResponse()
 
     async def restart(request: Request) -> EmptyResponse:
-        timeout = request.q("t") or request.q("timeout")
-        try:
-            seconds = int(timeout) if timeout else None
-        except ValueError:
-            raise InvalidArgument(f"invalid value for 't': {timeout!r}") from None
-        await engine.restart(request.params["id"], seconds)
+        await engine.restart(request.params["id"], _stop_timeout(request))
         return EmptyResponse()
 
     async def kill(request: Request) -> EmptyResponse:

@@ -30,7 +30,7 @@ from typing import NoReturn
 from supervisor.errors import CorralError
 from supervisor.isolation import capabilities, syscalls
 from supervisor.isolation.launcher import protocol
-from supervisor.isolation.process import Stdio, _ExecFailed, find_executable
+from supervisor.isolation.process import ExecFailed, Stdio, find_executable, join_v1_cgroups
 from supervisor.isolation.spec import DEFAULT_PATH, ExecSpec
 from supervisor.isolation.users import ExecUser, resolve_user
 
@@ -63,15 +63,6 @@ def _read_account_file(path: str) -> str:
         return ""
     finally:
         os.close(fd)
-
-
-def _join_v1_cgroups(tasks_files: tuple[str, ...]) -> None:
-    for path in tasks_files:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, b"0")
-        finally:
-            os.close(fd)
 
 
 def _open_console(spec: ExecSpec, status: socket.socket) -> Stdio:
@@ -119,7 +110,7 @@ def _drop_privileges(spec: ExecSpec, user: ExecUser, tty: int | None) -> None:
 
 def _exec(spec: ExecSpec, stdio: Stdio) -> NoReturn:
     if not spec.args:
-        raise _ExecFailed("no command specified", EXEC_FAILED)
+        raise ExecFailed("no command specified", EXEC_FAILED)
     user = resolve_user(spec.user, _read_account_file("/etc/passwd"), _read_account_file("/etc/group"))
     env = _environment(spec, user)
     _drop_privileges(spec, user, stdio.tty)
@@ -128,16 +119,16 @@ def _exec(spec: ExecSpec, stdio: Stdio) -> NoReturn:
     try:
         os.chdir(cwd)
     except OSError as err:
-        raise _ExecFailed(f'chdir to cwd ("{cwd}") failed: {(err.strerror or str(err)).lower()}', EXEC_FAILED) from None
+        raise ExecFailed(f'chdir to cwd ("{cwd}") failed: {(err.strerror or str(err)).lower()}', EXEC_FAILED) from None
     program = find_executable(spec.args[0], env["PATH"])
     try:
         os.execve(program, list(spec.args), env)
     except PermissionError:
-        raise _ExecFailed(f'exec: "{spec.args[0]}": permission denied', EXEC_FAILED) from None
+        raise ExecFailed(f'exec: "{spec.args[0]}": permission denied', EXEC_FAILED) from None
     except FileNotFoundError:
-        raise _ExecFailed(f'exec: "{spec.args[0]}": no such file or directory', 127) from None
+        raise ExecFailed(f'exec: "{spec.args[0]}": no such file or directory', 127) from None
     except OSError as err:
-        raise _ExecFailed(f'exec: "{spec.args[0]}": {err.strerror}', EXEC_FAILED) from None
+        raise ExecFailed(f'exec: "{spec.args[0]}": {err.strerror}', EXEC_FAILED) from None
 
 
 def run_exec_process(spec: ExecSpec, container_pidfd: int, stdio: Stdio | None, status: socket.socket) -> NoReturn:
@@ -145,13 +136,13 @@ def run_exec_process(spec: ExecSpec, container_pidfd: int, stdio: Stdio | None, 
     try:
         syscalls.prctl(_PR_SET_DUMPABLE, 0)
         if spec.cgroup is not None:
-            _join_v1_cgroups(spec.cgroup.v1_tasks)
+            join_v1_cgroups(spec.cgroup.v1_tasks)
         syscalls.setns(container_pidfd, _NAMESPACES)
         if stdio is None:
             stdio = _open_console(spec, status)
         _setup_stdio(stdio)
         _exec(spec, stdio)
-    except _ExecFailed as err:
+    except ExecFailed as err:
         _report(status, str(err), err.exit_code)
     except CorralError as err:
         _report(status, str(err), EXEC_FAILED)

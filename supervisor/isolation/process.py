@@ -47,7 +47,7 @@ class Stdio:
     tty: int | None = None
 
 
-class _ExecFailed(Exception):
+class ExecFailed(Exception):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
@@ -89,7 +89,7 @@ def find_executable(name: str, path: str) -> str:
         candidate = os.path.join(directory or ".", name)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
-    raise _ExecFailed(f'exec: "{name}": executable file not found in $PATH', 127)
+    raise ExecFailed(f'exec: "{name}": executable file not found in $PATH', 127)
 
 
 def _setup_stdio(stdio: Stdio) -> None:
@@ -103,7 +103,7 @@ def _setup_stdio(stdio: Stdio) -> None:
     os.dup2(stdio.stderr, 2)
 
 
-def _join_v1_cgroups(tasks_files: tuple[str, ...]) -> None:
+def join_v1_cgroups(tasks_files: tuple[str, ...]) -> None:
     for path in tasks_files:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         try:
@@ -119,7 +119,7 @@ def _exec(spec: LaunchSpec) -> NoReturn:
     os.makedirs(cwd, exist_ok=True)
     os.chdir(cwd)
     if not spec.args:
-        raise _ExecFailed("no command specified", 125)
+        raise ExecFailed("no command specified", 125)
     program = find_executable(spec.args[0], env["PATH"])
 
     capabilities.restrict_bounding_set(frozenset(spec.capabilities))
@@ -131,11 +131,11 @@ def _exec(spec: LaunchSpec) -> NoReturn:
     try:
         os.execve(program, list(spec.args), env)
     except PermissionError:
-        raise _ExecFailed(f'exec: "{spec.args[0]}": permission denied', 126) from None
+        raise ExecFailed(f'exec: "{spec.args[0]}": permission denied', 126) from None
     except FileNotFoundError:
-        raise _ExecFailed(f'exec: "{spec.args[0]}": no such file or directory', 127) from None
+        raise ExecFailed(f'exec: "{spec.args[0]}": no such file or directory', 127) from None
     except OSError as err:
-        raise _ExecFailed(f'exec: "{spec.args[0]}": {err.strerror}', 126) from None
+        raise ExecFailed(f'exec: "{spec.args[0]}": {err.strerror}', 126) from None
 
 
 def run_container_process(spec: LaunchSpec, stdio: Stdio, status_fd: int) -> NoReturn:
@@ -143,13 +143,13 @@ def run_container_process(spec: LaunchSpec, stdio: Stdio, status_fd: int) -> NoR
     try:
         _setup_stdio(stdio)
         if spec.cgroup is not None:
-            _join_v1_cgroups(spec.cgroup.v1_tasks)
+            join_v1_cgroups(spec.cgroup.v1_tasks)
         syscalls.unshare(_NAMESPACES)
         socket.sethostname(spec.hostname)
         _loopback_up()
         rootfs.build_rootfs(spec, tty_slave_fd=0 if stdio.tty is not None else None)
         _exec(spec)
-    except _ExecFailed as err:
+    except ExecFailed as err:
         _report(status_fd, str(err), err.exit_code)
     except CorralError as err:
         _report(status_fd, str(err), 125)
