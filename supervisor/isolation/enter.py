@@ -30,8 +30,8 @@ from typing import NoReturn
 from supervisor.errors import CorralError
 from supervisor.isolation import capabilities, syscalls
 from supervisor.isolation.launcher import protocol
-from supervisor.isolation.process import ExecFailed, Stdio, find_executable, join_v1_cgroups
-from supervisor.isolation.spec import DEFAULT_PATH, ExecSpec
+from supervisor.isolation.process import ExecFailed, Stdio, base_environment, find_executable, join_v1_cgroups
+from supervisor.isolation.spec import ExecSpec
 from supervisor.isolation.users import ExecUser, resolve_user
 
 _NAMESPACES = (
@@ -85,13 +85,7 @@ def _setup_stdio(stdio: Stdio) -> None:
 
 
 def _environment(spec: ExecSpec, user: ExecUser) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for item in spec.env:
-        key, _, value = item.partition("=")
-        env[key] = value
-    env.setdefault("PATH", DEFAULT_PATH)
-    env.setdefault("HOME", user.home)
-    return env
+    return base_environment(spec.env, user.home)
 
 
 def _drop_privileges(spec: ExecSpec, user: ExecUser, tty: int | None) -> None:

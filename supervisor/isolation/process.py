@@ -68,14 +68,20 @@ def _loopback_up() -> None:
         fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
 
 
-def _env_with_defaults(spec: LaunchSpec, home: str) -> dict[str, str]:
+def base_environment(items: tuple[str, ...], home: str) -> dict[str, str]:
+    """The process environment from "K=V" items, with PATH (Docker's default) and HOME filled in."""
     env: dict[str, str] = {}
-    for item in spec.env:
+    for item in items:
         key, _, value = item.partition("=")
         env[key] = value
     env.setdefault("PATH", DEFAULT_PATH)
-    env.setdefault("HOSTNAME", spec.hostname)
     env.setdefault("HOME", home)
+    return env
+
+
+def _env_with_defaults(spec: LaunchSpec, home: str) -> dict[str, str]:
+    env = base_environment(spec.env, home)
+    env.setdefault("HOSTNAME", spec.hostname)
     if spec.tty:
         env.setdefault("TERM", "xterm")
     return env
