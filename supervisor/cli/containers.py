@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from supervisor.cli.client import ClientResponse, iter_frames
-from supervisor.cli.context import CliContext, CommandFailed
+from supervisor.cli.context import CliContext, CommandFailed, for_each, inspect_each
 from supervisor.cli.output import human_ago, table, truncate
 
 
@@ -17,20 +17,6 @@ def _check(response: Any) -> Any:
     if not response.ok:
         raise CommandFailed(f"Error response from daemon: {response.message}", 1)
     return response
-
-
-def _each(ctx: CliContext, refs: list[str], action: Any) -> int:
-    """Docker's multi-container commands: report each failure, exit 1 if any failed."""
-    failed = False
-    with ctx.client() as client:
-        for ref in refs:
-            response = action(client, ref)
-            if response.ok or response.status == 304:
-                print(ref)
-            else:
-                sys.stderr.write(f"Error response from daemon: {response.message}\n")
-                failed = True
-    return 1 if failed else 0
 
 
 def cmd_ps(ctx: CliContext, args: argparse.Namespace) -> int:
@@ -65,50 +51,41 @@ def cmd_ps(ctx: CliContext, args: argparse.Namespace) -> int:
 
 
 def cmd_start(ctx: CliContext, args: argparse.Namespace) -> int:
-    return _each(ctx, args.containers, lambda client, ref: client.request("POST", f"/containers/{ref}/start"))
+    return for_each(ctx, args.containers, lambda client, ref: client.request("POST", f"/containers/{ref}/start"))
 
 
 def cmd_stop(ctx: CliContext, args: argparse.Namespace) -> int:
     query = {"t": args.time} if args.time is not None else {}
     if args.signal:
         query["signal"] = args.signal
-    return _each(
+    return for_each(
         ctx, args.containers, lambda client, ref: client.request("POST", f"/containers/{ref}/stop", query=query)
     )
 
 
 def cmd_restart(ctx: CliContext, args: argparse.Namespace) -> int:
     query = {"t": args.time} if args.time is not None else {}
-    return _each(
+    return for_each(
         ctx, args.containers, lambda client, ref: client.request("POST", f"/containers/{ref}/restart", query=query)
     )
 
 
 def cmd_kill(ctx: CliContext, args: argparse.Namespace) -> int:
     query = {"signal": args.signal} if args.signal else {}
-    return _each(
+    return for_each(
         ctx, args.containers, lambda client, ref: client.request("POST", f"/containers/{ref}/kill", query=query)
     )
 
 
 def cmd_rm(ctx: CliContext, args: argparse.Namespace) -> int:
     query = {"force": args.force, "v": args.volumes}
-    return _each(ctx, args.containers, lambda client, ref: client.request("DELETE", f"/containers/{ref}", query=query))
+    return for_each(
+        ctx, args.containers, lambda client, ref: client.request("DELETE", f"/containers/{ref}", query=query)
+    )
 
 
 def cmd_inspect(ctx: CliContext, args: argparse.Namespace) -> int:
-    results = []
-    failed = False
-    with ctx.client() as client:
-        for ref in args.containers:
-            response = client.request("GET", f"/containers/{ref}/json")
-            if response.ok:
-                results.append(response.json())
-            else:
-                sys.stderr.write(f"Error: {response.message}\n")
-                failed = True
-    print(json.dumps(results, indent=4))
-    return 1 if failed else 0
+    return inspect_each(ctx, [f"/containers/{ref}/json" for ref in args.containers], error_prefix="Error")
 
 
 def cmd_wait(ctx: CliContext, args: argparse.Namespace) -> int:

@@ -6,14 +6,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from supervisor.cli.context import CliContext, CommandFailed
+from supervisor.cli.context import CliContext, CommandFailed, inspect_each
 from supervisor.cli.output import human_ago, table
 from supervisor.errors import InvalidArgument
 from supervisor.storage.reference import parse_reference
@@ -148,18 +147,7 @@ def cmd_rmi(ctx: CliContext, args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(ctx: CliContext, args: argparse.Namespace) -> int:
-    found = []
-    failed = False
-    for name in args.images:
-        with ctx.client() as client:
-            response = client.request("GET", f"/images/{name}/json")
-        if response.ok:
-            found.append(response.json())
-        else:
-            sys.stderr.write(f"Error: {response.message}\n")
-            failed = True
-    print(json.dumps(found, indent=4))
-    return 1 if failed else 0
+    return inspect_each(ctx, [f"/images/{name}/json" for name in args.images], error_prefix="Error")
 
 
 def cmd_history(ctx: CliContext, args: argparse.Namespace) -> int:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
-from supervisor.cli.context import CliContext, CommandFailed
+from supervisor.cli.context import CliContext, CommandFailed, for_each, inspect_each
 from supervisor.cli.output import table
 from supervisor.humanize import human_size
 
@@ -67,31 +66,12 @@ def cmd_ls(ctx: CliContext, args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(ctx: CliContext, args: argparse.Namespace) -> int:
-    results = []
-    failed = False
-    with ctx.client() as client:
-        for name in args.volumes:
-            response = client.request("GET", f"/volumes/{name}")
-            if response.ok:
-                results.append(response.json())
-            else:
-                sys.stderr.write(f"Error response from daemon: {response.message}\n")
-                failed = True
-    print(json.dumps(results, indent=4))
-    return 1 if failed else 0
+    return inspect_each(ctx, [f"/volumes/{name}" for name in args.volumes])
 
 
 def cmd_rm(ctx: CliContext, args: argparse.Namespace) -> int:
-    failed = False
-    with ctx.client() as client:
-        for name in args.volumes:
-            response = client.request("DELETE", f"/volumes/{name}", query={"force": args.force})
-            if response.ok:
-                print(name)
-            else:
-                sys.stderr.write(f"Error response from daemon: {response.message}\n")
-                failed = True
-    return 1 if failed else 0
+    query = {"force": args.force}
+    return for_each(ctx, args.volumes, lambda client, name: client.request("DELETE", f"/volumes/{name}", query=query))
 
 
 def cmd_prune(ctx: CliContext, args: argparse.Namespace) -> int:

@@ -39,7 +39,6 @@ from supervisor.isolation.launcher.client import ExecStarted, ExitStatus, Launch
 from supervisor.isolation.spec import DEFAULT_PATH, ExecSpec
 from supervisor.reactor.container import Container
 from supervisor.reactor.events import Event, container_attributes
-from supervisor.timestamps import now_rfc3339
 
 if TYPE_CHECKING:
     from supervisor.reactor.engine import Engine
@@ -53,8 +52,6 @@ OUTPUT_GRACE = 0.5
 EXEC_RETENTION = 300.0
 # Docker's health check output limit (maxOutputLen).
 PROBE_OUTPUT_LIMIT = 4096
-# The launcher lost: the exit status is unknown (Docker reports 255 for such exits).
-_UNKNOWN_EXIT = 255
 _CLEANUP_TIMEOUT = 5.0
 # Docker's exit code for an exec that failed to start for any reason but "not found" (127).
 EXEC_START_FAILED = 126
@@ -208,7 +205,7 @@ class ExecProcess:
             if self._pidfd is not None:
                 # Without the launcher, the pidfd still says when the process is gone.
                 await trio.lowlevel.wait_readable(self._pidfd)
-        return status or ExitStatus(exit_code=_UNKNOWN_EXIT, signal=None, finished_at=now_rfc3339())
+        return status or ExitStatus.unknown()
 
     def close_stdio(self) -> None:
         for stream in self._streams():

@@ -111,5 +111,5 @@ async def follow_orphan(engine: Engine, container: Container, process: Process) 
         logfile.close()
     if code is None:
         log.warning("container.exit_unknown", id=container.id, pid=process.pid)
-        code = 255
+        return ExitStatus.unknown()
     return ExitStatus(exit_code=code, signal=None, finished_at=now_rfc3339())

@@ -17,14 +17,12 @@ from supervisor.isolation.launcher.client import ExitStatus
 from supervisor.reactor.cgroup_events import until_empty
 from supervisor.reactor.container import Container, Process
 from supervisor.reactor.supervise import record_exit, resume_after_exit, supervise
-from supervisor.timestamps import now_rfc3339
 
 if TYPE_CHECKING:
     from supervisor.reactor.engine import Engine
 
 log = structlog.get_logger(__name__)
 
-_LOST_EXIT = 255
 
 
 async def restore_containers(engine: Engine) -> None:
@@ -59,7 +57,7 @@ async def restore_containers(engine: Engine) -> None:
         adopted = await engine.launcher.adopt(container.id) if container.id in known else None
         if adopted is None:
             log.warning("container.lost", id=container.id, pid=container.state.pid)
-            await record_exit(engine, container, ExitStatus(_LOST_EXIT, None, now_rfc3339()))
+            await record_exit(engine, container, ExitStatus.unknown())
             engine.nursery.start_soon(partial(resume_after_exit, engine, container, at_daemon_start=False))
             continue
         container.process = Process(adopted.pid, adopted.pidfd, None, adopted.pty_fd, dict(adopted.outputs))

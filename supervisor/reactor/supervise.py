@@ -26,15 +26,12 @@ from supervisor.reactor.launch import launch
 from supervisor.reactor.orphans import follow_orphan
 from supervisor.reactor.remove import remove_container
 from supervisor.reactor.restart import next_delay, should_restart
-from supervisor.timestamps import now_rfc3339
 
 if TYPE_CHECKING:
     from supervisor.reactor.engine import Engine
 
 log = structlog.get_logger(__name__)
 
-# The launcher is gone and the process too: Docker reports an unknown exit like this.
-_UNKNOWN_EXIT = 255
 
 
 async def supervise(engine: Engine, container: Container) -> None:
@@ -67,7 +64,7 @@ async def _wait_for_exit(engine: Engine, container: Container) -> ExitStatus:
         except LauncherLost:
             status = await follow_orphan(engine, container, process)
         nursery.cancel_scope.cancel()
-    return status or ExitStatus(exit_code=_UNKNOWN_EXIT, signal=None, finished_at=now_rfc3339())
+    return status or ExitStatus.unknown()
 
 
 def _wants_restart(engine: Engine, container: Container, at_daemon_start: bool) -> bool:

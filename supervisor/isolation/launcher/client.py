@@ -27,6 +27,7 @@ from supervisor.errors import Conflict, StartFailed
 from supervisor.isolation.launcher import protocol
 from supervisor.isolation.launcher.server import lock_path_for
 from supervisor.isolation.spec import ExecSpec, LaunchSpec
+from supervisor.timestamps import now_rfc3339
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +49,11 @@ class ExitStatus:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ExitStatus:
         return cls(exit_code=data["exit_code"], signal=data.get("signal"), finished_at=data["finished_at"])
+
+    @classmethod
+    def unknown(cls) -> ExitStatus:
+        """An exit no one saw the status of (the launcher died): Docker reports such exits as 255."""
+        return cls(exit_code=255, signal=None, finished_at=now_rfc3339())
 
 
 @dataclass(frozen=True)
