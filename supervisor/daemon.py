@@ -33,6 +33,8 @@ class DaemonOptions:
     cgroup_parent: str = DEFAULT_CGROUP_PARENT
     # Live restore is the default: containers outlive the daemon. This stops them at shutdown instead.
     shutdown_containers: bool = False
+    # How long a created container's process, made ahead of its start, waits for it (reactor/prepare.py).
+    prepare_window: float = 10.0
     # A directory of TOML container configs to converge on (docs/configuration.md).
     configs: Path | None = None
 
@@ -81,7 +83,12 @@ async def run_daemon(options: DaemonOptions, *, task_status: trio.TaskStatus[Non
         images = ImageStore(options.root)
         cgroups = detect()
         async with open_launcher(options.run_dir) as launcher:
-            config = EngineConfig(root=options.root, run_dir=options.run_dir, cgroup_parent=options.cgroup_parent)
+            config = EngineConfig(
+                root=options.root,
+                run_dir=options.run_dir,
+                cgroup_parent=options.cgroup_parent,
+                prepare_window=options.prepare_window,
+            )
             async with open_engine(config, images=images, cgroups=cgroups, launcher=launcher) as engine:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_handle_signals, engine, options, nursery.cancel_scope)

@@ -190,6 +190,9 @@ class _Connection:
                         nursery.start_soon(self._watch_for_disconnect, client_gone)
                     try:
                         async for chunk in chunks:
+                            if response.single:
+                                await self._send(h11.Data(data=chunk), h11.EndOfMessage())
+                                return True
                             if chunk:
                                 await self._send(h11.Data(data=chunk))
                         finished = True

@@ -109,7 +109,7 @@ def register(router: Router, engine: Engine) -> None:
                 payload["Error"] = {"Message": result.error}
             yield json.dumps(payload).encode() + b"\n"
 
-        return StreamResponse(body)
+        return StreamResponse(body, single=True)
 
     async def remove(request: Request) -> EmptyResponse:
         if request.q_bool("link"):

@@ -58,6 +58,8 @@ class StreamResponse:
     # Most Docker streams are JSON lines (wait, events, pull, build, stats).
     content_type: str = "application/json"
     headers: Headers = ()
+    # The body is one chunk (wait): it goes out with the end of the message, in one write.
+    single: bool = False
 
     def open(self) -> AsyncIterator[bytes]:
         source = self.chunks() if callable(self.chunks) else self.chunks

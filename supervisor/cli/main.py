@@ -28,6 +28,7 @@ def cmd_daemon(_ctx: CliContext, args: argparse.Namespace) -> int:
         run_dir=Path(args.run_dir),
         cgroup_parent=args.cgroup_parent,
         shutdown_containers=args.shutdown_containers,
+        prepare_window=args.prepare_window,
         configs=Path(args.configs) if args.configs else None,
     )
     try:
@@ -52,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--shutdown-containers",
         action="store_true",
         help="stop every container when the daemon stops (default: they keep running and are re-adopted)",
+    )
+    daemon.add_argument(
+        "--prepare-window",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="fork and set up a created container's process at once, kept this long for its start (0: at start)",
     )
     daemon.set_defaults(func=cmd_daemon)
 

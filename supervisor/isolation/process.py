@@ -4,9 +4,21 @@ Runs in a freshly cloned child of the launcher that is already pid 1 of a
 new pid namespace and in its v2 cgroup. It joins its v1 cgroups (if the
 host has them), unshares the other namespaces,
 builds the root filesystem, drops privileges and execs the user's
-command. Any failure before the exec is written to `status_fd` as one
-JSON object (`message`, `exit_code`); a successful exec closes the
-CLOEXEC `status_fd`, which the launcher reads as success.
+command.
+
+It talks to the launcher over `status_fd`: any failure before the exec is
+one JSON object (`message`, `exit_code`) and then its exit; `EXECUTING`
+is written at the point of no return, after every check runc makes
+before its exec (the command found and executable by the user), so the
+launcher answers a start as `runc start` does, without waiting for the
+kernel to tear down this forked copy of the launcher. An exec that still
+fails after that (a corrupt binary) is a message on the container's
+stderr and exit 126 or 127, as under runc.
+
+A prepared child (`go_fd` given, launcher/prepared.py) does all of that
+at create time, writes `PARKED` and waits for the launcher's go byte:
+the start is then only that byte. It exits quietly if the launcher goes
+away instead (`launcher_pidfd` becomes readable) or the go pipe closes.
 """
 
 from __future__ import annotations
@@ -14,7 +26,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import select
 import socket
+import stat
 import struct
 import termios
 from dataclasses import dataclass
@@ -32,6 +46,9 @@ _NAMESPACES = (
     | syscalls.CLONE_NEWNET
     | syscalls.CLONE_NEWCGROUP
 )
+PARKED = b"R"
+EXECUTING = b"X"
+GO = b"g"
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
@@ -118,7 +135,24 @@ def join_v1_cgroups(tasks_files: tuple[str, ...]) -> None:
             os.close(fd)
 
 
-def _exec(spec: LaunchSpec) -> NoReturn:
+@dataclass(frozen=True)
+class Command:
+    program: str
+    argv: list[str]
+    env: dict[str, str]
+
+
+def check_executable(program: str, name: str) -> None:
+    """What execve would refuse, checked as the user who runs it (access() uses the real uid)."""
+    try:
+        mode = os.stat(program).st_mode
+    except OSError as err:
+        raise ExecFailed(f'exec: "{name}": stat {program}: {(err.strerror or str(err)).lower()}', 127) from None
+    if stat.S_ISDIR(mode) or not os.access(program, os.X_OK):
+        raise ExecFailed(f'exec: "{name}": permission denied', 126)
+
+
+def _prepare_exec(spec: LaunchSpec) -> Command:
     exec_user = resolve_user(spec.user, _read("/etc/passwd"), _read("/etc/group"))
     env = _env_with_defaults(spec, exec_user.home)
     cwd = spec.cwd or "/"
@@ -134,18 +168,44 @@ def _exec(spec: LaunchSpec) -> NoReturn:
     os.setgroups(list(exec_user.additional_gids))
     os.setgid(exec_user.gid)
     os.setuid(exec_user.uid)
+    check_executable(program, spec.args[0])
+    return Command(program, list(spec.args), env)
+
+
+def _exec(command: Command, status_fd: int) -> NoReturn:
+    os.write(status_fd, EXECUTING)
     try:
-        os.execve(program, list(spec.args), env)
-    except PermissionError:
-        raise ExecFailed(f'exec: "{spec.args[0]}": permission denied', 126) from None
-    except FileNotFoundError:
-        raise ExecFailed(f'exec: "{spec.args[0]}": no such file or directory', 127) from None
+        os.execve(command.program, command.argv, command.env)
     except OSError as err:
-        raise ExecFailed(f'exec: "{spec.args[0]}": {err.strerror}', 126) from None
+        code = 127 if isinstance(err, FileNotFoundError) else 126
+        try:
+            os.write(2, f"exec {command.argv[0]}: {err.strerror}\n".encode())
+        finally:
+            os._exit(code)
 
 
-def run_container_process(spec: LaunchSpec, stdio: Stdio, status_fd: int) -> NoReturn:
-    """Never returns: execs the command, or reports why not and exits."""
+def _park(status_fd: int, go_fd: int, launcher_pidfd: int) -> None:
+    """Wait for the launcher's go; exit if it discards this child or dies."""
+    os.write(status_fd, PARKED)
+    while True:
+        readable, _, _ = select.select([go_fd, launcher_pidfd], [], [])
+        if launcher_pidfd in readable:
+            os._exit(0)
+        try:
+            if os.read(go_fd, 1) == GO:
+                return
+        except InterruptedError:
+            continue
+        os._exit(0)
+
+
+def run_container_process(
+    spec: LaunchSpec, stdio: Stdio, status_fd: int, go: tuple[int, int] | None = None
+) -> NoReturn:
+    """Never returns: execs the command, or reports why not and exits.
+
+    `go` is (go_fd, launcher_pidfd) for a prepared child that parks before its exec.
+    """
     try:
         _setup_stdio(stdio)
         if spec.cgroup is not None:
@@ -154,13 +214,16 @@ def run_container_process(spec: LaunchSpec, stdio: Stdio, status_fd: int) -> NoR
         socket.sethostname(spec.hostname)
         _loopback_up()
         rootfs.build_rootfs(spec, tty_slave_fd=0 if stdio.tty is not None else None)
-        _exec(spec)
+        command = _prepare_exec(spec)
+        if go is not None:
+            _park(status_fd, *go)
     except ExecFailed as err:
         _report(status_fd, str(err), err.exit_code)
     except CorralError as err:
         _report(status_fd, str(err), 125)
     except BaseException as err:  # noqa: BLE001 - anything here must become a start error, never a stray launcher
         _report(status_fd, f"container init: {type(err).__name__}: {err}", 125)
+    _exec(command, status_fd)
 
 
 def _report(status_fd: int, message: str, exit_code: int) -> NoReturn:

@@ -43,6 +43,7 @@ from supervisor.reactor.container import Container
 from supervisor.reactor.events import Event, container_attributes
 from supervisor.reactor.initlayer import container_lowers
 from supervisor.reactor.mountspec import host_source
+from supervisor.reactor.prepare import discard_prepared
 from supervisor.storage.archive import RUNTIME_MOUNTS, PathStat, TarChunks, stat_path, tar_path, tar_tree
 from supervisor.storage.extract import ExtractOptions, extract_tar
 from supervisor.storage.inroot import DIR_FLAGS, clean_path, open_in_root, resolve_in_scope
@@ -154,6 +155,8 @@ async def container_root(
             finally:
                 os.close(live)
             return
+        # Its parked process has the upper dir mounted: a second writable mount of it is refused.
+        await discard_prepared(engine, container)
         fd = await trio.to_thread.run_sync(_mount_view, engine, container, True, True)
         try:
             yield RootView(fd, False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -16,6 +17,9 @@ from supervisor.isolation.cgroups.interface import Cgroup
 from supervisor.reactor.broadcast import Broadcast
 from supervisor.reactor.model import ContainerSpec, ContainerState
 from supervisor.reactor.state import ContainerFiles, StateStore
+
+if TYPE_CHECKING:
+    from supervisor.reactor.prepare import Prepared
 
 
 @dataclass
@@ -74,14 +78,17 @@ class Container:
         self.oom_reported = 0
         # Set by the health monitor's `restart` action: restart after this exit whatever the policy.
         self.restart_requested = False
+        # Its process forked ahead of the start and parked (reactor/prepare.py), if any.
+        self.prepared: Prepared | None = None
 
     @property
     def short_id(self) -> str:
         return self.id[:12]
 
-    def transition(self, state: ContainerState, *, exited: bool = False) -> None:
+    def transition(self, state: ContainerState, *, exited: bool = False, persist: bool = True) -> None:
+        """`persist=False` for a state about to be superseded (an `--rm` container's exit, its removal next)."""
         self.state = state
-        if not self.removed:
+        if persist and not self.removed:
             self._store.save_state(self.id, state)
         if exited:
             self.exit_count += 1

@@ -14,6 +14,7 @@ from supervisor.reactor.container import Container
 from supervisor.reactor.events import Event, container_attributes
 from supervisor.reactor.model import ContainerSpec, ContainerState, merge_image_config
 from supervisor.reactor.names import generate_name, validate_name
+from supervisor.reactor.prepare import discard_prepared, prepare
 from supervisor.storage.snapshots import create_snapshot
 from supervisor.timestamps import now_rfc3339
 
@@ -49,6 +50,7 @@ async def _create_container(engine: Engine, requested: ContainerSpec, name: str 
     name = validate_name(name) if name else generate_name(engine.rng, engine.registry.names())
     engine.registry.reserve_name(name, container_id)
     files = engine.store.files(container_id)
+    container: Container | None = None
     # The container's volumes stay claimed until it is registered (then its spec tells who uses them).
     async with engine.volumes.claim() as claim:
         try:
@@ -60,16 +62,22 @@ async def _create_container(engine: Engine, requested: ContainerSpec, name: str 
             files.scratch.mkdir()
             files.log.touch(mode=0o640)
             created = now_rfc3339()
-            engine.store.save_config(container_id, name, created, spec)
-            state = ContainerState()
-            engine.store.save_state(container_id, state)
+            # No state file yet: a missing one reads as this fresh state (StateStore.load_all).
+            container = Container(
+                container_id, name, created, spec, ContainerState(), engine.store,
+                on_change=engine.registry.changed.notify,
+            )  # fmt: skip
+            # Its process is forked and set up (reactor/prepare.py) while the config is made durable.
+            engine.nursery.start_soon(prepare, engine, container)
+            await trio.to_thread.run_sync(engine.store.save_config, container_id, name, created, spec)
         except BaseException:
+            with trio.CancelScope(shield=True):
+                if container is not None:
+                    container.mark_removed()
+                    await discard_prepared(engine, container)
             engine.registry.release_name(name)
             engine.store.delete(container_id)
             raise
-        container = Container(
-            container_id, name, created, spec, state, engine.store, on_change=engine.registry.changed.notify
-        )
         engine.registry.add(container)
     engine.events.publish(Event("container", "create", container_id, container_attributes(container)))
     return container

@@ -52,6 +52,8 @@ class EngineConfig:
     root: Path
     run_dir: Path
     cgroup_parent: str = "corral"
+    # Seconds a prepared process waits for its container's start; 0 prepares nothing (reactor/prepare.py).
+    prepare_window: float = 10.0
 
 
 class Engine:

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 import trio
 
 from supervisor.errors import StartFailed
+from supervisor.isolation.cgroups.interface import Cgroup
+from supervisor.isolation.launcher.client import Started
 from supervisor.reactor.container import Container, Process
 from supervisor.reactor.events import Event, container_attributes
-from supervisor.reactor.initlayer import with_init_layer
-from supervisor.reactor.launchspec import build_launch_spec
+from supervisor.reactor.prepare import launch_spec_for, take_prepared
 from supervisor.timestamps import now_rfc3339
 
 if TYPE_CHECKING:
@@ -32,24 +33,9 @@ async def launch(engine: Engine, container: Container, *, restart: bool) -> None
     keeps such a container `created`, or `exited` when it had run before)
     and StartFailed propagates.
     """
-    spec = container.spec
-    # By ID alone: a container outlives its image's `rmi -f`, as under Docker.
-    layers = with_init_layer(container.files.dir, engine.images.container_layers(spec.image_id))
-    cgroup = engine.cgroups.create(engine.config.cgroup_parent, container.id, spec.resources)
     try:
-        launch_spec = build_launch_spec(
-            container_id=container.id,
-            spec=spec,
-            state_root=engine.config.root,
-            container_dir=container.files.dir,
-            layers=layers,
-            cgroup=cgroup.membership(),
-            log_path=container.files.log,
-            host_resolv_conf=engine.host_resolv_conf(),
-        )
-        started = await engine.launcher.start(launch_spec)
+        started, cgroup = await _start_process(engine, container)
     except StartFailed as err:
-        await trio.to_thread.run_sync(cgroup.remove)
         status = "created" if container.state.status == "created" else "exited"
         container.transition(
             container.state.evolve(
@@ -64,9 +50,6 @@ async def launch(engine: Engine, container: Container, *, restart: bool) -> None
         engine.events.publish(
             Event("container", "die", container.id, container_attributes(container, exitCode=str(err.exit_code)))
         )
-        raise
-    except BaseException:
-        await trio.to_thread.run_sync(cgroup.remove)
         raise
     container.process = Process(started.pid, started.pidfd, started.stdin_fd, started.pty_fd, dict(started.outputs))
     container.cgroup = cgroup
@@ -87,3 +70,17 @@ async def launch(engine: Engine, container: Container, *, restart: bool) -> None
     if restart:
         engine.events.publish(Event("container", "restart", container.id, attributes))
     engine.events.publish(Event("container", "start", container.id, attributes))
+
+
+async def _start_process(engine: Engine, container: Container) -> tuple[Started, Cgroup]:
+    """The parked process a create prepared, if still good; else a fresh one. The cgroup goes on failure."""
+    prepared = await take_prepared(engine, container)
+    if prepared is not None:
+        return prepared
+    cgroup = engine.cgroups.create(engine.config.cgroup_parent, container.id, container.spec.resources)
+    try:
+        spec = launch_spec_for(engine, container, cgroup, engine.host_resolv_conf())
+        return await engine.launcher.start(spec), cgroup
+    except BaseException:
+        await trio.to_thread.run_sync(cgroup.remove)
+        raise

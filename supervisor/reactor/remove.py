@@ -11,6 +11,7 @@ from supervisor.errors import Conflict
 from supervisor.reactor.container import Container
 from supervisor.reactor.events import Event, container_attributes
 from supervisor.reactor.images import release_image
+from supervisor.reactor.prepare import discard_prepared
 from supervisor.reactor.stop import force_stop
 from supervisor.storage.snapshots import remove_snapshot
 
@@ -34,6 +35,7 @@ async def remove_container(engine: Engine, container: Container, *, force: bool 
     container.removing = True
     container.cancel_restart()
     try:
+        await discard_prepared(engine, container)
         await force_stop(container)
         engine.registry.discard(container)
         container.mark_removed()

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
-
 async def restore_containers(engine: Engine) -> None:
     launcher_has = {k.cid: k for k in await engine.launcher.known()}
     known = set(launcher_has)

@@ -25,8 +25,10 @@ log = structlog.get_logger(__name__)
 def write_json_atomic(path: Path, data: Any, *, durable: bool = True) -> None:
     """Replace `path` whole. `durable` adds an fsync, for what must survive a power cut too."""
     tmp = path.with_name(f".{path.name}.tmp")
+    # dumps, not dump: the C encoder, where dump streams through the Python one.
+    encoded = json.dumps(data, separators=(",", ":"))
     with open(tmp, "w", encoding="utf-8") as file:
-        json.dump(data, file, separators=(",", ":"))
+        file.write(encoded)
         if durable:
             file.flush()
             os.fsync(file.fileno())

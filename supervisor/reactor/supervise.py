@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
-
 async def supervise(engine: Engine, container: Container) -> None:
     try:
         while True:
@@ -144,6 +143,8 @@ async def record_exit(engine: Engine, container: Container, status: ExitStatus) 
                     finished_at=status.finished_at,
                 ),
                 exited=True,
+                # Removed next; a crash before that finds it running and records this exit again.
+                persist=not container.spec.auto_remove,
             )
             if oom_killed and not container.oom_reported:
                 # Killed before the watcher ran (or restored after the fact): report it now.

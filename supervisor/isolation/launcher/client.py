@@ -40,6 +40,10 @@ class LauncherLost(Exception):
     """The launcher closed its socket or died; its containers may still run."""
 
 
+class NotPrepared(Exception):
+    """No prepared container to start (or a launcher from before `prepare` existed)."""
+
+
 @dataclass(frozen=True)
 class ExitStatus:
     exit_code: int
@@ -198,19 +202,34 @@ class LauncherClient:
         return pending.reply, pending.fds
 
     async def start(self, spec: LaunchSpec) -> Started:
-        reply, fds = await self.request("start", spec=spec.to_json())
+        """Fork and start `spec`; answered at the process's point of no return before its exec."""
+        return _started(*await self.request("start", spec=spec.to_json()))
+
+    async def prepare(self, spec: LaunchSpec) -> None:
+        """Fork `spec` and park it before its exec, until `go` or `discard` (launcher/containers.py).
+
+        Raises StartFailed as a start would; NotPrepared if this launcher cannot prepare.
+        """
+        reply, fds = await self.request("prepare", spec=spec.to_json())
+        for fd in fds:
+            protocol.close_quietly(fd)
         if "error" in reply:
-            for fd in fds:
-                protocol.close_quietly(fd)
+            if str(reply["error"]).startswith("unknown op"):
+                raise NotPrepared(reply["error"])
             raise StartFailed(reply["error"], int(reply.get("exit_code", 125)))
-        handles = dict(zip(reply["fds"], fds, strict=True))
-        return Started(
-            pid=reply["pid"],
-            pidfd=handles["pidfd"],
-            stdin_fd=handles.get("stdin"),
-            pty_fd=handles.get("pty"),
-            outputs={name: fd for name, fd in handles.items() if name in ("stdout", "stderr")},
-        )
+
+    async def go(self, cid: str) -> Started:
+        """Start a prepared container; NotPrepared if there is none parked under `cid`."""
+        reply, fds = await self.request("go", cid=cid)
+        if reply.get("not_prepared"):
+            raise NotPrepared(reply["error"])
+        return _started(reply, fds)
+
+    async def discard(self, cid: str) -> None:
+        """Kill a prepared container; returns once it is reaped."""
+        reply, _ = await self.request("discard", cid=cid)
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
 
     async def wait(self, cid: str) -> ExitStatus | None:
         """The exit status once the container has exited and its output is in the log; None if unknown."""
@@ -301,6 +320,21 @@ class LauncherClient:
         reply, _ = await self.request("forget", eid=exec_id, kill=kill)
         if "error" in reply:
             raise RuntimeError(reply["error"])
+
+
+def _started(reply: dict[str, Any], fds: list[int]) -> Started:
+    if "error" in reply:
+        for fd in fds:
+            protocol.close_quietly(fd)
+        raise StartFailed(reply["error"], int(reply.get("exit_code", 125)))
+    handles = dict(zip(reply["fds"], fds, strict=True))
+    return Started(
+        pid=reply["pid"],
+        pidfd=handles["pidfd"],
+        stdin_fd=handles.get("stdin"),
+        pty_fd=handles.get("pty"),
+        outputs={name: fd for name, fd in handles.items() if name in ("stdout", "stderr")},
+    )
 
 
 async def _connect(path: Path) -> trio.socket.SocketType | None:

@@ -1,0 +1,367 @@
+"""Containers in the launcher: fork, start or park, drain output, reap, keep the exit.
+
+A container's first process is forked either for a `start` (it runs up to
+its exec and execs) or for a `prepare` (it runs up to its exec and parks,
+isolation/process.py). A prepared container is the create/start split of
+runc: the daemon prepares at create time, and the start is one `go`
+byte, so a `docker run` pays for namespaces, mounts and the fork while the
+client is still busy with its attach and wait requests. A prepared
+container belongs to the connection that prepared it until it goes;
+`discard`, or that connection closing, kills it.
+
+Either way the start is answered at the child's point of no return
+(`EXECUTING`, written after the checks runc makes before its exec). The
+launcher then holds the container's mount namespace until its exit has
+been reported, so the kernel's unmount of the rootfs (an overlay unmount
+syncs the upper file system) comes after the exit reaches the daemon, not
+before.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from supervisor.isolation import syscalls
+from supervisor.isolation.launcher import protocol
+from supervisor.isolation.launcher.execs import exit_record
+from supervisor.isolation.launcher.journal import log
+from supervisor.isolation.launcher.logfile import LogFile
+from supervisor.isolation.launcher.stdio import open_stdio
+from supervisor.isolation.process import EXECUTING, GO, PARKED, run_container_process
+from supervisor.isolation.spec import LaunchSpec
+
+Reply = Callable[[Any, Any, dict[str, Any], "list[int] | None"], None]
+
+_READ_CHUNK = 65536
+_EXITED_EARLY = {"message": "container init: exited before its exec", "exit_code": 125}
+
+
+@dataclass
+class Container:
+    id: str
+    pid: int
+    pidfd: int
+    log: LogFile
+    outputs: dict[int, str]
+    status_fd: int | None
+    pty_master: int | None
+    stdin_write: int | None
+    # Prepared: the go pipe's write end and who prepared it, until it goes (or is discarded).
+    go_fd: int | None = None
+    owner: Any = None
+    parked: bool = False
+    prepare_request: tuple[Any, Any] | None = None
+    start_request: tuple[Any, Any] | None = None
+    started: bool = False
+    start_failed: bool = False
+    status_buffer: bytes = b""
+    # Its mount namespace, held from the exec until its exit is reported.
+    mount_ns: int | None = None
+    exit: dict[str, Any] | None = None
+    waiters: list[tuple[Any, Any]] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.exit is not None and not self.outputs and self.status_fd is None
+
+
+class Containers:
+    def __init__(self, selector: selectors.BaseSelector, reply: Reply) -> None:
+        self._selector = selector
+        self._reply = reply
+        self._by_id: dict[str, Container] = {}
+        self._by_pid: dict[int, Container] = {}
+        # A parked child watches this to go away with the launcher (process.py).
+        self._own_pidfd = os.pidfd_open(os.getpid())
+
+    def __bool__(self) -> bool:
+        return bool(self._by_id)
+
+    def get(self, cid: str) -> Container | None:
+        return self._by_id.get(cid)
+
+    def started(self) -> list[Container]:
+        return [c for c in self._by_id.values() if c.started]
+
+    # -- requests ----------------------------------------------------------
+
+    def start(self, conn: Any, request_id: Any, spec: LaunchSpec, *, prepare: bool) -> None:
+        if spec.id in self._by_id:
+            self._reply(conn, request_id, {"error": f"container {spec.id} is already running"}, None)
+            return
+        container = self._fork(spec, prepare=prepare)
+        if prepare:
+            container.owner = conn
+            container.prepare_request = (conn, request_id)
+        else:
+            container.start_request = (conn, request_id)
+
+    def go(self, conn: Any, request_id: Any, cid: str) -> None:
+        container = self._by_id.get(cid)
+        if container is None or not container.parked or container.go_fd is None:
+            self._reply(conn, request_id, {"error": f"container {cid} is not prepared", "not_prepared": True}, None)
+            return
+        container.start_request = (conn, request_id)
+        container.owner = None
+        container.parked = False
+        go_fd, container.go_fd = container.go_fd, None
+        try:
+            os.write(go_fd, GO)
+        finally:
+            os.close(go_fd)
+
+    def discard(self, conn: Any, request_id: Any, cid: str) -> None:
+        """Kill a prepared container; answered once it is reaped (so its cgroup can go)."""
+        container = self._by_id.get(cid)
+        if container is None:
+            self._reply(conn, request_id, {}, None)
+            return
+        if container.started or container.start_request is not None:
+            self._reply(conn, request_id, {"error": f"container {cid} is not a prepared one"}, None)
+            return
+        container.waiters.append((conn, request_id))
+        self._kill_prepared(container)
+        self._maybe_finish(container)
+
+    def wait(self, conn: Any, request_id: Any, cid: str) -> None:
+        container = self._by_id.get(cid)
+        if container is None or not container.started:
+            self._reply(conn, request_id, {"error": "unknown container", "unknown": True}, None)
+        elif container.finished:
+            self._reply(conn, request_id, {"exit": container.exit}, None)
+        else:
+            container.waiters.append((conn, request_id))
+
+    def forget(self, conn: Any, request_id: Any, cid: str) -> None:
+        container = self._by_id.get(cid)
+        if container is not None and not container.finished:
+            self._reply(conn, request_id, {"error": "container is still running"}, None)
+            return
+        if container is not None:
+            self._discard(container)
+        self._reply(conn, request_id, {}, None)
+
+    def drop_connection(self, conn: Any) -> None:
+        for container in list(self._by_id.values()):
+            container.waiters = [w for w in container.waiters if w[0] is not conn]
+            if container.start_request and container.start_request[0] is conn:
+                container.start_request = None
+            if container.prepare_request and container.prepare_request[0] is conn:
+                container.prepare_request = None
+            if container.owner is conn:
+                self._kill_prepared(container)
+                self._maybe_finish(container)
+
+    def reaped(self, pid: int, wait_status: int) -> bool:
+        """Record a container's exit; False if `pid` is no container of ours."""
+        container = self._by_pid.pop(pid, None)
+        if container is None:
+            return False
+        container.exit = exit_record(wait_status)
+        if container.started:
+            log.info("container.exited", cid=container.id, pid=pid, **container.exit)
+        self._maybe_finish(container)
+        return True
+
+    # -- the process -------------------------------------------------------
+
+    def _fork(self, spec: LaunchSpec, *, prepare: bool) -> Container:
+        stdio = open_stdio(tty=spec.tty, open_stdin=spec.open_stdin)
+        status_r, status_w = os.pipe2(os.O_CLOEXEC)
+        go_r, go_w = os.pipe2(os.O_CLOEXEC) if prepare else (None, None)
+        logfile = LogFile(spec.log_path, max_size=spec.log_max_size, max_files=spec.log_max_files)
+        cgroup_fd = None
+        if spec.cgroup is not None and spec.cgroup.v2_dir is not None:
+            cgroup_fd = os.open(spec.cgroup.v2_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            try:
+                pid, pidfd = syscalls.clone_process(syscalls.CLONE_NEWPID, cgroup_fd)
+            except OSError:
+                logfile.close()
+                stdio.close_all()
+                for fd in (status_r, status_w, go_r, go_w):
+                    if fd is not None:
+                        os.close(fd)
+                raise
+            if pid == 0:
+                try:
+                    signal.set_wakeup_fd(-1)
+                    for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD):
+                        signal.signal(signum, signal.SIG_DFL)
+                    go = None
+                    if go_r is not None and go_w is not None:
+                        os.close(go_w)
+                        go = (go_r, self._own_pidfd)
+                    run_container_process(spec, stdio.child, status_w, go)
+                finally:
+                    os._exit(125)
+        finally:
+            if cgroup_fd is not None:
+                os.close(cgroup_fd)
+
+        stdio.close_child_ends()
+        os.close(status_w)
+        if go_r is not None:
+            os.close(go_r)
+        container = Container(
+            id=spec.id,
+            pid=pid,
+            pidfd=pidfd,
+            log=logfile,
+            outputs=stdio.outputs,
+            status_fd=status_r,
+            pty_master=stdio.pty_master,
+            stdin_write=stdio.stdin_write,
+            go_fd=go_w,
+        )
+        self._by_id[spec.id] = container
+        self._by_pid[pid] = container
+        for fd in stdio.outputs:
+            os.set_blocking(fd, False)
+            self._selector.register(fd, selectors.EVENT_READ, lambda f, c=container: self._on_output(c, f))
+        self._selector.register(status_r, selectors.EVENT_READ, lambda f, c=container: self._on_status(c))
+        return container
+
+    def _on_status(self, container: Container) -> None:
+        assert container.status_fd is not None
+        chunk = os.read(container.status_fd, _READ_CHUNK)
+        if chunk:
+            container.status_buffer += chunk
+            while container.status_buffer[:1] in (PARKED, EXECUTING):
+                marker, container.status_buffer = container.status_buffer[:1], container.status_buffer[1:]
+                if marker == PARKED:
+                    self._on_parked(container)
+                else:
+                    self._on_executing(container)
+                    return
+            return
+        # End of file before the exec: the child reported a failure, or died, or was discarded.
+        failure = protocol.decode(container.status_buffer) if container.status_buffer else _EXITED_EARLY
+        self._close_status(container)
+        container.start_failed = True
+        if container.stdin_write is not None:
+            os.close(container.stdin_write)
+            container.stdin_write = None
+        body = {"error": failure["message"], "exit_code": failure["exit_code"]}
+        for request in (container.start_request, container.prepare_request):
+            if request:
+                self._reply(request[0], request[1], body, None)
+        container.start_request = container.prepare_request = None
+        log.info("container.start_failed", cid=container.id, error=failure["message"])
+        self._maybe_finish(container)
+
+    def _on_parked(self, container: Container) -> None:
+        container.parked = True
+        container.mount_ns = _open_mount_ns(container.pid)
+        request, container.prepare_request = container.prepare_request, None
+        if request:
+            self._reply(request[0], request[1], {"pid": container.pid}, None)
+        log.info("container.prepared", cid=container.id, pid=container.pid)
+
+    def _on_executing(self, container: Container) -> None:
+        self._close_status(container)
+        container.started = True
+        if container.mount_ns is None:
+            container.mount_ns = _open_mount_ns(container.pid)
+        request, container.start_request = container.start_request, None
+        if request:
+            names, fds = handles(container)
+            self._reply(request[0], request[1], {"pid": container.pid, "fds": names}, fds)
+        if container.stdin_write is not None:
+            os.close(container.stdin_write)
+            container.stdin_write = None
+        log.info("container.exec", cid=container.id, pid=container.pid)
+        self._maybe_finish(container)
+
+    def _close_status(self, container: Container) -> None:
+        if container.status_fd is not None:
+            self._selector.unregister(container.status_fd)
+            os.close(container.status_fd)
+            container.status_fd = None
+
+    def _kill_prepared(self, container: Container) -> None:
+        container.start_failed = True
+        container.owner = None
+        container.parked = False
+        if container.go_fd is not None:
+            os.close(container.go_fd)
+            container.go_fd = None
+        if container.exit is None:
+            try:
+                signal.pidfd_send_signal(container.pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def _on_output(self, container: Container, fd: int) -> None:
+        try:
+            chunk = os.read(fd, _READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError as err:
+            # A pty master reads EIO once the last slave descriptor is closed.
+            if err.errno != errno.EIO:
+                raise
+            chunk = b""
+        if chunk:
+            container.log.write(container.outputs[fd], chunk)
+            return
+        self._selector.unregister(fd)
+        del container.outputs[fd]
+        if fd != container.pty_master:
+            os.close(fd)
+        self._maybe_finish(container)
+
+    def _maybe_finish(self, container: Container) -> None:
+        if not container.finished:
+            return
+        container.log.close()
+        if container.pty_master is not None and container.pty_master not in container.outputs:
+            os.close(container.pty_master)
+            container.pty_master = None
+        for conn, request_id in container.waiters:
+            self._reply(conn, request_id, {"exit": container.exit}, None)
+        container.waiters.clear()
+        # After the replies: dropping the namespace unmounts the rootfs, which takes a while.
+        _close_quietly(container.mount_ns)
+        container.mount_ns = None
+        if container.start_failed:
+            self._discard(container)
+
+    def _discard(self, container: Container) -> None:
+        self._by_id.pop(container.id, None)
+        for fd in (container.pidfd, container.mount_ns, container.go_fd, container.stdin_write):
+            _close_quietly(fd)
+        container.mount_ns = container.go_fd = container.stdin_write = None
+
+
+def handles(container: Container) -> tuple[list[str], list[int]]:
+    """What the daemon gets of a container, named: its pidfd, its input, and copies of its output
+    read ends. The daemon never reads those while the launcher lives; they keep the pipes open, so
+    if the launcher dies the container's output does not hit a closed pipe and the daemon can
+    take over writing its log."""
+    named: list[tuple[str, int]] = [("pidfd", container.pidfd)]
+    if container.pty_master is not None:
+        named.append(("pty", container.pty_master))
+    else:
+        if container.stdin_write is not None:
+            named.append(("stdin", container.stdin_write))
+        named.extend((stream, fd) for fd, stream in container.outputs.items())
+    return [name for name, _ in named], [fd for _, fd in named]
+
+
+def _open_mount_ns(pid: int) -> int | None:
+    try:
+        return os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None  # already gone: nothing to hold
+
+
+def _close_quietly(fd: int | None) -> None:
+    if fd is not None:
+        protocol.close_quietly(fd)
