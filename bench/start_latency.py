@@ -97,11 +97,19 @@ def timed_run(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.C
     return (time.perf_counter_ns() - t0) / 1e6, result
 
 
-def run_interleaved(jobs: list[tuple[Scenario, list[str], dict[str, str]]], runs: int, warmups: int) -> None:
-    """Each round runs every job once, the order rotated by one each round."""
+def run_interleaved(
+    jobs: list[tuple[Scenario, list[str], dict[str, str]]], runs: int, warmups: int, settle: float
+) -> None:
+    """Each round runs every job once, the order rotated by one each round.
+
+    `settle` seconds of idle come before each run, so no run pays for the work a daemon does after
+    the previous one (dockerd, containerd and the shim go on tearing a container down after the
+    CLI has exited): each is measured as a lone `docker run` on a quiet host.
+    """
     for i in range(warmups + runs):
         shift = i % len(jobs)
         for scenario, argv, env in jobs[shift:] + jobs[:shift]:
+            time.sleep(settle)
             elapsed, result = timed_run(argv, env)
             if result.returncode != 0:
                 scenario.failures.append(
@@ -234,10 +242,10 @@ def measure_end_to_end(
         jobs.append((scenarios["docker_floor"], [docker, "run", "--rm", "busybox", "true"],
                      {**corral_env, "DOCKER_HOST": f"unix://{stub_socket}"}))  # fmt: skip
         with FakeDocker(stub_socket):
-            run_interleaved(jobs, args.runs, args.warmups)
+            run_interleaved(jobs, args.runs, args.warmups, args.settle_ms / 1000)
     else:
         scenarios["docker_floor"].skipped = "docker CLI not installed"
-        run_interleaved(jobs, args.runs, args.warmups)
+        run_interleaved(jobs, args.runs, args.warmups, args.settle_ms / 1000)
     return dockerd
 
 
@@ -448,6 +456,9 @@ def parse_args() -> argparse.Namespace:
         "--json", type=Path, default=DEFAULT_JSON, help=f"where to write results (default {DEFAULT_JSON})"
     )
     parser.add_argument("--gap-ms", type=float, default=50, help="idle time before each start in (b) (default 50)")
+    parser.add_argument(
+        "--settle-ms", type=float, default=200, help="idle time before each docker run in (a) (default 200)"
+    )
     parser.add_argument("--docker", default=shutil.which("docker"), help="the docker CLI (default: from PATH)")
     parser.add_argument("--skip-dockerd", action="store_true", help="do not start dockerd")
     parser.add_argument("--skip-runc", action="store_true", help="do not compare with runc")
@@ -482,6 +493,7 @@ def main() -> int:
         "warmups": args.warmups,
         "interleaved": True,
         "runtime_gap_ms": args.gap_ms,
+        "settle_ms": args.settle_ms,
         "notes": [
             "end to end: wall time of the docker CLI process, fork to exit; both daemons idle apart from the bench",
             "dockerd runs with --bridge=none: its default network is a fresh netns with loopback only, like corral's",

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from supervisor.errors import CorralError, NotFound, NotModified
+from supervisor.errors import NotFound, NotModified
 from supervisor.reactor.container import Container
 from supervisor.reactor.launch import launch
 from supervisor.reactor.remove import remove_container
@@ -31,10 +31,13 @@ async def start_container(engine: Engine, container: Container) -> None:
 
 
 async def start_or_autoremove(engine: Engine, container: Container) -> None:
-    """Start; if that fails for an `--rm` container, remove it as Docker does."""
+    """Start; if that fails for an `--rm` container, remove it as Docker does.
+
+    Whatever the failure: after a failed start, `docker run --rm` waits for the removal.
+    """
     try:
         await start_container(engine, container)
-    except CorralError:
+    except Exception:
         if container.spec.auto_remove and not container.state.running:
             with trio.CancelScope(shield=True):
                 await remove_container(engine, container, force=True)
