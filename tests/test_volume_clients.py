@@ -128,13 +128,13 @@ def test_toml_mounts_and_volume_surviving_recreation(vclean: Daemon, configs: Pa
     # An edit recreates the container; its named volume keeps the data.
     (configs / "db.toml").write_text(template.format(edit="2"))
     d.api("POST", "/corral/configs/reload")
-    wait_for(
-        lambda: (
-            d.api("GET", "/containers/db/json").ok
-            and d.inspect("db")["Id"] != first
-            and d.inspect("db")["State"]["Running"]
-        )
-    )
+
+    def recreated() -> bool:
+        # One request per look: the old container may go between two.
+        response = d.api("GET", "/containers/db/json")
+        return bool(response.ok and response.json()["Id"] != first and response.json()["State"]["Running"])
+
+    wait_for(recreated)
     wait_for(lambda: (volume_path(d, "dbdata") / "runs").read_text() == "run\nrun\n")
     # A missing bind source is the config's error, with the path named.
     (configs / "db.toml").write_text(template.format(edit="3").replace("../site", "../nowhere"))
