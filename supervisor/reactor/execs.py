@@ -35,7 +35,8 @@ import trio
 
 from supervisor.errors import Conflict, InvalidArgument, NotFound, StartFailed
 from supervisor.isolation.capabilities import resolve_capabilities
-from supervisor.isolation.launcher.client import ExecStarted, ExitStatus, LauncherClient, LauncherLost
+from supervisor.isolation.launcher.client import LauncherClient, LauncherLost
+from supervisor.isolation.launcher.replies import ExecStarted, ExitStatus
 from supervisor.isolation.spec import DEFAULT_PATH, ExecSpec
 from supervisor.reactor.container import Container
 from supervisor.reactor.events import Event, container_attributes

@@ -13,7 +13,7 @@ import trio
 
 from supervisor.errors import StartFailed
 from supervisor.isolation.cgroups.interface import Cgroup
-from supervisor.isolation.launcher.client import Started
+from supervisor.isolation.launcher.replies import Started
 from supervisor.reactor.container import Container, Process
 from supervisor.reactor.events import Event, container_attributes
 from supervisor.reactor.prepare import launch_spec_for, take_prepared

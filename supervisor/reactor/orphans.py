@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 import structlog
 import trio
 
-from supervisor.isolation.launcher.client import ExitStatus
 from supervisor.isolation.launcher.logfile import LogFile
+from supervisor.isolation.launcher.replies import ExitStatus
 from supervisor.reactor.broadcast import Broadcast
 from supervisor.reactor.container import Container, Process
 from supervisor.timestamps import now_rfc3339

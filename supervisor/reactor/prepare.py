@@ -27,7 +27,8 @@ import trio
 
 from supervisor.errors import StartFailed
 from supervisor.isolation.cgroups.interface import Cgroup
-from supervisor.isolation.launcher.client import LauncherLost, NotPrepared, Started
+from supervisor.isolation.launcher.client import LauncherLost, NotPrepared
+from supervisor.isolation.launcher.replies import Started
 from supervisor.isolation.spec import LaunchSpec
 from supervisor.reactor.container import Container
 from supervisor.reactor.initlayer import with_init_layer

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import structlog
 import trio
 
-from supervisor.isolation.launcher.client import ExitStatus
+from supervisor.isolation.launcher.replies import ExitStatus
 from supervisor.reactor.cgroup_events import until_empty
 from supervisor.reactor.container import Container, Process
 from supervisor.reactor.supervise import record_exit, resume_after_exit, supervise

@@ -17,7 +17,8 @@ import structlog
 import trio
 
 from supervisor.errors import StartFailed
-from supervisor.isolation.launcher.client import ExitStatus, LauncherLost
+from supervisor.isolation.launcher.client import LauncherLost
+from supervisor.isolation.launcher.replies import ExitStatus
 from supervisor.reactor.cgroup_events import until_empty, watch_oom
 from supervisor.reactor.container import Container
 from supervisor.reactor.events import Event, container_attributes

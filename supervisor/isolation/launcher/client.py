@@ -16,7 +16,6 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,16 @@ import trio
 
 from supervisor.errors import Conflict, StartFailed
 from supervisor.isolation.launcher import protocol
+from supervisor.isolation.launcher.replies import (
+    Adopted,
+    ExecStarted,
+    ExitStatus,
+    Known,
+    Started,
+    started_from_reply,
+)
 from supervisor.isolation.launcher.server import lock_path_for
 from supervisor.isolation.spec import ExecSpec, LaunchSpec
-from supervisor.timestamps import now_rfc3339
 
 log = structlog.get_logger(__name__)
 
@@ -42,68 +48,6 @@ class LauncherLost(Exception):
 
 class NotPrepared(Exception):
     """No prepared container to start (or a launcher from before `prepare` existed)."""
-
-
-@dataclass(frozen=True)
-class ExitStatus:
-    exit_code: int
-    signal: int | None
-    finished_at: str
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ExitStatus:
-        return cls(exit_code=data["exit_code"], signal=data.get("signal"), finished_at=data["finished_at"])
-
-    @classmethod
-    def unknown(cls) -> ExitStatus:
-        """An exit no one saw the status of (the launcher died): Docker reports such exits as 255."""
-        return cls(exit_code=255, signal=None, finished_at=now_rfc3339())
-
-
-@dataclass(frozen=True)
-class Started:
-    """A running container process. The caller owns every descriptor here."""
-
-    pid: int
-    pidfd: int
-    stdin_fd: int | None = None
-    pty_fd: int | None = None
-    # Copies of the output pipes' read ends ("stdout", "stderr"); with a pty, `pty_fd` serves.
-    outputs: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ExecStarted:
-    """A process started inside a running container. The caller owns every descriptor here.
-
-    Without a tty: stdout and stderr read ends, and the stdin write end if
-    stdin was asked for; with one: the pty master; detached: none of them.
-    """
-
-    pid: int
-    pidfd: int
-    stdin_fd: int | None = None
-    stdout_fd: int | None = None
-    stderr_fd: int | None = None
-    pty_fd: int | None = None
-
-
-@dataclass(frozen=True)
-class Adopted:
-    pid: int
-    pidfd: int
-    finished: bool
-    exit: ExitStatus | None
-    pty_fd: int | None = None
-    outputs: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Known:
-    cid: str
-    pid: int
-    finished: bool
-    exit: ExitStatus | None
 
 
 class _Pending:
@@ -203,7 +147,7 @@ class LauncherClient:
 
     async def start(self, spec: LaunchSpec) -> Started:
         """Fork and start `spec`; answered at the process's point of no return before its exec."""
-        return _started(*await self.request("start", spec=spec.to_json()))
+        return started_from_reply(*await self.request("start", spec=spec.to_json()))
 
     async def prepare(self, spec: LaunchSpec) -> None:
         """Fork `spec` and park it before its exec, until `go` or `discard` (launcher/containers.py).
@@ -223,7 +167,7 @@ class LauncherClient:
         reply, fds = await self.request("go", cid=cid)
         if reply.get("not_prepared"):
             raise NotPrepared(reply["error"])
-        return _started(reply, fds)
+        return started_from_reply(reply, fds)
 
     async def discard(self, cid: str) -> None:
         """Kill a prepared container; returns once it is reaped."""
@@ -320,21 +264,6 @@ class LauncherClient:
         reply, _ = await self.request("forget", eid=exec_id, kill=kill)
         if "error" in reply:
             raise RuntimeError(reply["error"])
-
-
-def _started(reply: dict[str, Any], fds: list[int]) -> Started:
-    if "error" in reply:
-        for fd in fds:
-            protocol.close_quietly(fd)
-        raise StartFailed(reply["error"], int(reply.get("exit_code", 125)))
-    handles = dict(zip(reply["fds"], fds, strict=True))
-    return Started(
-        pid=reply["pid"],
-        pidfd=handles["pidfd"],
-        stdin_fd=handles.get("stdin"),
-        pty_fd=handles.get("pty"),
-        outputs={name: fd for name, fd in handles.items() if name in ("stdout", "stderr")},
-    )
 
 
 async def _connect(path: Path) -> trio.socket.SocketType | None:
