@@ -8,7 +8,10 @@ import os
 import time
 from pathlib import Path
 
-from harness import Daemon, wait_for
+import pytest
+from harness import DOCKER, Daemon, wait_for
+
+needs_docker = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed")
 
 
 def _parked(d: Daemon, container_id: str) -> list[int]:
@@ -131,3 +134,17 @@ def test_daemon_stop_discards_prepared_processes(fresh_daemon: Daemon) -> None:
     assert _cgroup_dirs(d, container_id) == []
     d.start()
     d.corral("rm", container_id)
+
+
+@needs_docker
+def test_a_parked_process_holds_no_other_containers_stdin(clean: Daemon) -> None:
+    reader = _create(clean, "-i", "--name", "reader", "busybox", "cat")
+    wait_for(lambda: _parked(clean, reader))
+    # Forked while the launcher held reader's stdin pipe: it must not keep a copy of it.
+    bystander = _create(clean, "--name", "bystander", "busybox", "true")
+    wait_for(lambda: _parked(clean, bystander))
+    started = time.monotonic()
+    result = clean.docker("start", "-ai", "reader", input="through stdin\n", timeout=20)
+    assert result.stdout == "through stdin\n", result.stderr
+    # cat saw EOF when the client closed its stdin, not when the bystander's window ran out.
+    assert time.monotonic() - started < 5

@@ -91,7 +91,9 @@ async def prepare(engine: Engine, container: Container) -> None:
         launch_spec = launch_spec_for(engine, container, cgroup, resolv_conf)
     except Exception as err:  # noqa: BLE001 - as above
         log.info("container.prepare_skipped", id=container.id, error=str(err))
-        await _remove_cgroup(cgroup)
+        # Without a wait: no ticket tells a start to keep off this cgroup meanwhile (it is empty,
+        # so the rmdir does not retry).
+        cgroup.remove()
         return
     ticket = Prepared(cgroup, container.spec, resolv_conf)
     container.prepared = ticket

@@ -194,11 +194,13 @@ class Containers:
                     signal.set_wakeup_fd(-1)
                     for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD):
                         signal.signal(signum, signal.SIG_DFL)
-                    go = None
-                    if go_r is not None and go_w is not None:
-                        os.close(go_w)
-                        go = (go_r, self._own_pidfd)
-                    run_container_process(spec, stdio.child, status_w, go)
+                    go = (go_r, self._own_pidfd) if go_r is not None else None
+                    # Only its own: a parked child may wait seconds, and a copy of another
+                    # container's stdin pipe would keep that one from ever seeing EOF.
+                    child = stdio.child
+                    keep = {child.stdin, child.stdout, child.stderr, status_w, *(go or ())}
+                    close_fds_except(keep | ({child.tty} if child.tty is not None else set()))
+                    run_container_process(spec, child, status_w, go)
                 finally:
                     os._exit(125)
         finally:
@@ -353,6 +355,15 @@ def handles(container: Container) -> tuple[list[str], list[int]]:
             named.append(("stdin", container.stdin_write))
         named.extend((stream, fd) for fd, stream in container.outputs.items())
     return [name for name, _ in named], [fd for _, fd in named]
+
+
+def close_fds_except(keep: set[int]) -> None:
+    """Close every descriptor not in `keep` (close_range(2) under os.closerange)."""
+    low = 0
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
 def _open_mount_ns(pid: int) -> int | None:
