@@ -171,6 +171,22 @@ def _log_config(host: dict[str, Any]) -> LogOptions:
     return log_options(_str_map(config, "Config", where))
 
 
+def console_size(body: dict[str, Any]) -> tuple[int, int] | None:
+    """`ConsoleSize` ([height, width]) of an exec start or a create's HostConfig; None if unknown."""
+    value = body.get("ConsoleSize")
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0xFFFF for v in value)
+    ):
+        raise InvalidArgument("invalid ConsoleSize: expected [height, width] as two integers")
+    if value == [0, 0]:
+        return None  # the CLI's "unknown"
+    return value[0], value[1]
+
+
 def parse_create_body(body: Any) -> ContainerSpec:
     if not isinstance(body, dict):
         raise InvalidArgument("invalid create request: the body must be a JSON object")
@@ -204,6 +220,8 @@ def parse_create_body(body: Any) -> ContainerSpec:
         domainname=_get(body, "Domainname", "", str, ""),
         labels=_str_map(body, "Labels"),
         tty=_get(body, "Tty", "", bool, False),
+        # The CLI's terminal size for `-t`: the pty is born with it, before any resize can race the shell.
+        console_size=console_size(host),
         open_stdin=_get(body, "OpenStdin", "", bool, False),
         stdin_once=_get(body, "StdinOnce", "", bool, False),
         stop_signal=_get(body, "StopSignal", "", str, "") or None,

@@ -16,6 +16,7 @@ from typing import Any
 
 import trio
 
+from supervisor.api.create_body import console_size
 from supervisor.api.request import Request
 from supervisor.api.responses import EmptyResponse, HijackResponse, JSONResponse, RawStream
 from supervisor.api.router import Router
@@ -44,21 +45,6 @@ def _str_list(body: dict[str, Any], key: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InvalidArgument(f"invalid {key}: expected a list of strings")
     return tuple(value)
-
-
-def _console_size(body: dict[str, Any]) -> tuple[int, int] | None:
-    value = body.get("ConsoleSize")
-    if value is None:
-        return None
-    if (
-        not isinstance(value, list)
-        or len(value) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0xFFFF for v in value)
-    ):
-        raise InvalidArgument("invalid ConsoleSize: expected [height, width] as two integers")
-    if value == [0, 0]:
-        return None  # the CLI's "unknown"
-    return value[0], value[1]
 
 
 def _object(body: Any, what: str) -> dict[str, Any]:
@@ -98,14 +84,14 @@ def parse_exec_create(body: Any) -> ExecConfig:
         attach_stdin=attach_stdin,
         attach_stdout=_get(body, "AttachStdout", bool, False),
         attach_stderr=_get(body, "AttachStderr", bool, False),
-        console_size=_console_size(body),
+        console_size=console_size(body),
     )
 
 
 def parse_exec_start(body: Any) -> tuple[bool, bool, tuple[int, int] | None]:
     """(Detach, Tty, ConsoleSize) of a start; Tty here decides the framing, as in dockerd."""
     body = _object(body, "exec start")
-    return _get(body, "Detach", bool, False), _get(body, "Tty", bool, False), _console_size(body)
+    return _get(body, "Detach", bool, False), _get(body, "Tty", bool, False), console_size(body)
 
 
 def exec_json(instance: ExecInstance) -> dict[str, Any]:

@@ -44,6 +44,10 @@ def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in data.items() if key in names}
 
 
+def _console_size(value: Any) -> tuple[int, int] | None:
+    return None if value is None else (int(value[0]), int(value[1]))
+
+
 @dataclass(frozen=True)
 class Membership:
     """How a new process joins its cgroup without the slow path.
@@ -116,6 +120,8 @@ class LaunchSpec:
     etc_files: tuple[tuple[str, str], ...] = ()
     no_new_privileges: bool = False
     tty: bool = False
+    # (rows, columns) of the pty at birth; None: 24x80 until the first resize.
+    console_size: tuple[int, int] | None = None
     open_stdin: bool = False
     # json-file rotation (launcher/logfile.py): None never rotates; max_files counts json.log itself.
     log_max_size: int | None = None
@@ -138,6 +144,7 @@ class LaunchSpec:
         if fields.get("cgroup") is not None:
             cgroup = dict(fields["cgroup"])
             fields["cgroup"] = Membership(v2_dir=cgroup["v2_dir"], v1_tasks=tuple(cgroup["v1_tasks"]))
+        fields["console_size"] = _console_size(fields.get("console_size"))
         for name in ("args", "env", "capabilities", "masked_paths", "readonly_paths"):
             if name in fields:
                 fields[name] = tuple(fields[name])
@@ -181,9 +188,7 @@ class ExecSpec:
         if fields.get("cgroup") is not None:
             cgroup = dict(fields["cgroup"])
             fields["cgroup"] = Membership(v2_dir=cgroup["v2_dir"], v1_tasks=tuple(cgroup["v1_tasks"]))
-        if fields.get("console_size") is not None:
-            rows, columns = fields["console_size"]
-            fields["console_size"] = (int(rows), int(columns))
+        fields["console_size"] = _console_size(fields.get("console_size"))
         for name in ("args", "env", "capabilities"):
             fields[name] = tuple(fields[name])
         return cls(**fields)

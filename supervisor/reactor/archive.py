@@ -140,6 +140,9 @@ async def container_root(
             finally:
                 os.close(live)
             return
+    # A parked process has the upper dir mounted as its overlay's upper: no other mount may use it
+    # (overlayfs refuses a second writable one and calls any other undefined behaviour).
+    await discard_prepared(engine, container)
     if not write:
         fd = await trio.to_thread.run_sync(_mount_view, engine, container, False, not base_only)
         try:
@@ -155,8 +158,6 @@ async def container_root(
             finally:
                 os.close(live)
             return
-        # Its parked process has the upper dir mounted: a second writable mount of it is refused.
-        await discard_prepared(engine, container)
         fd = await trio.to_thread.run_sync(_mount_view, engine, container, True, True)
         try:
             yield RootView(fd, False)

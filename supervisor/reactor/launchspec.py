@@ -71,5 +71,6 @@ def build_launch_spec(
         etc_files=etc_files,
         no_new_privileges=spec.no_new_privileges,
         tty=spec.tty,
+        console_size=spec.console_size if spec.tty else None,
         open_stdin=spec.open_stdin,
     )

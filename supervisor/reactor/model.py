@@ -123,6 +123,8 @@ class ContainerSpec:
     domainname: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     tty: bool = False
+    # (rows, columns) of the pty at birth, with `tty`; None: 24x80 until a resize.
+    console_size: tuple[int, int] | None = None
     open_stdin: bool = False
     stdin_once: bool = False
     stop_signal: str | None = None
@@ -150,7 +152,7 @@ class ContainerSpec:
         fields_ = dict(data)
         for name in ("env", "cap_add", "cap_drop"):
             fields_[name] = tuple(fields_.get(name) or ())
-        for name in ("cmd", "entrypoint"):
+        for name in ("cmd", "entrypoint", "console_size"):
             if fields_.get(name) is not None:
                 fields_[name] = tuple(fields_[name])
         fields_["resources"] = Resources(**fields_.get("resources", {}))

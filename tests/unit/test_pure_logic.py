@@ -141,6 +141,22 @@ def test_create_body_accepts_docker_shapes() -> None:
         parse_create_body({"Image": "busybox", "Tty": "yes"})
 
 
+def test_console_size_of_a_create_reaches_the_launch_spec() -> None:
+    from supervisor.isolation.spec import LaunchSpec, Rootfs
+
+    spec = parse_create_body({"Image": "busybox", "Tty": True, "HostConfig": {"ConsoleSize": [30, 100]}})
+    assert spec.console_size == (30, 100)
+    assert parse_create_body({"Image": "busybox", "HostConfig": {"ConsoleSize": [0, 0]}}).console_size is None
+    with pytest.raises(InvalidArgument, match="invalid ConsoleSize"):
+        parse_create_body({"Image": "busybox", "HostConfig": {"ConsoleSize": [30]}})
+    launch = LaunchSpec(
+        id="x", args=("sh",), env=(), cwd="/", user="", hostname="h",
+        rootfs=Rootfs("/", ("l",), "u", "w", "/m", "s"), log_path="/log", capabilities=(), tty=True,
+        console_size=(30, 100),
+    )  # fmt: skip
+    assert LaunchSpec.from_json(launch.to_json()) == launch
+
+
 def test_log_records_round_trip() -> None:
     data = encode_records("stdout", b"one\ntwo\npartial", 1_700_000_000_123_456_789)
     records = [parse_record(line) for line in data.splitlines()]

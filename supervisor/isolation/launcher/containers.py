@@ -172,7 +172,7 @@ class Containers:
     # -- the process -------------------------------------------------------
 
     def _fork(self, spec: LaunchSpec, *, prepare: bool) -> Container:
-        stdio = open_stdio(tty=spec.tty, open_stdin=spec.open_stdin)
+        stdio = open_stdio(tty=spec.tty, open_stdin=spec.open_stdin, console_size=spec.console_size)
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC) if prepare else (None, None)
         logfile = LogFile(spec.log_path, max_size=spec.log_max_size, max_files=spec.log_max_files)

@@ -35,10 +35,11 @@ class ContainerStdio:
             os.close(self.stdin_write)
 
 
-def open_stdio(*, tty: bool, open_stdin: bool) -> ContainerStdio:
+def open_stdio(*, tty: bool, open_stdin: bool, console_size: tuple[int, int] | None = None) -> ContainerStdio:
     if tty:
         master, slave = os.openpty()
-        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", _DEFAULT_ROWS, _DEFAULT_COLUMNS, 0, 0))
+        rows, columns = console_size or (_DEFAULT_ROWS, _DEFAULT_COLUMNS)
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         os.set_inheritable(master, False)
         os.set_inheritable(slave, False)
         return ContainerStdio(
