@@ -1,20 +1,21 @@
 """A created container's process, made ahead of its start: runc's create/start split.
 
-Right after a create, a background task makes the container's cgroup and
-asks the launcher to fork its process and park it before the exec
-(launcher/containers.py): namespaces, rootfs and mounts are made while the
-client is still busy between its create and its start (the docker CLI
-attaches and sets up its wait in between). The start then takes the
-parked process, if it was built from what the start would build it from
-now (the same container spec and host resolv.conf, all a LaunchSpec is
-built from that can change), and only says `go`; otherwise it discards it
-and starts afresh.
+While a create makes the container's config durable (in a worker thread),
+a task makes its cgroup and asks the launcher to fork its process and park
+it before the exec (launcher/containers.py): namespaces, rootfs and mounts
+are made while the client is still busy between its create and its start
+(the docker CLI attaches and sets up its wait in between). The start then
+takes the parked process, if it was built from what the start would build
+it from now (the same container spec and host resolv.conf, all a
+LaunchSpec is built from that can change), and only says `go`; otherwise
+it discards it and starts afresh.
 
 A parked process costs a pid and some memory, so it is discarded when
-nobody starts it within the daemon's `--prepare-window` (0 prepares nothing), when its container is removed or
-written into (`cp`), and at daemon shutdown. A daemon that dies leaves it
-to the launcher, which kills whatever the closed connection prepared, and
-its cgroup to the next daemon's stale-cgroup sweep (reactor/restore.py).
+nobody starts it within the daemon's `--prepare-window` (0 prepares
+nothing), when its container is removed or its upper dir is mounted for a
+`cp` or `export`, and at daemon shutdown. A daemon that dies leaves it to
+the launcher, which kills whatever the closed connection prepared, and its
+cgroup to the next daemon's stale-cgroup sweep (reactor/restore.py).
 """
 
 from __future__ import annotations
