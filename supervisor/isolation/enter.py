@@ -23,26 +23,25 @@ import fcntl
 import os
 import socket
 import stat
-import struct
 import termios
 from typing import NoReturn
 
 from supervisor.errors import CorralError
 from supervisor.isolation import capabilities, syscalls
 from supervisor.isolation.launcher import protocol
-from supervisor.isolation.process import ExecFailed, Stdio, base_environment, find_executable, join_v1_cgroups
+from supervisor.isolation.process import (
+    CONTAINER_NAMESPACES,
+    ExecFailed,
+    Stdio,
+    base_environment,
+    find_executable,
+    join_v1_cgroups,
+)
 from supervisor.isolation.spec import ExecSpec
+from supervisor.isolation.terminal import DEFAULT_WINDOW, set_window
 from supervisor.isolation.users import ExecUser, resolve_user
 
-_NAMESPACES = (
-    syscalls.CLONE_NEWNS
-    | syscalls.CLONE_NEWUTS
-    | syscalls.CLONE_NEWIPC
-    | syscalls.CLONE_NEWNET
-    | syscalls.CLONE_NEWCGROUP
-)
 _PR_SET_DUMPABLE = 4
-_DEFAULT_CONSOLE = (24, 80)
 # /etc/passwd and /etc/group belong to the container: read them without following it anywhere slow.
 _MAX_ACCOUNT_FILE = 1 << 20
 # Docker's exit code for an exec that could not start, unless the command was not found (127).
@@ -68,8 +67,7 @@ def _read_account_file(path: str) -> str:
 def _open_console(spec: ExecSpec, status: socket.socket) -> Stdio:
     """A pty of the container's devpts instance (so `tty` names it there); its master goes to the launcher."""
     master, slave = os.openpty()
-    rows, columns = spec.console_size or _DEFAULT_CONSOLE
-    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    set_window(master, *(spec.console_size or DEFAULT_WINDOW))
     protocol.send_blocking(status, {"pty": True}, [master])
     os.close(master)
     return Stdio(slave, slave, slave, tty=slave)
@@ -131,7 +129,7 @@ def run_exec_process(spec: ExecSpec, container_pidfd: int, stdio: Stdio | None, 
         syscalls.prctl(_PR_SET_DUMPABLE, 0)
         if spec.cgroup is not None:
             join_v1_cgroups(spec.cgroup.v1_tasks)
-        syscalls.setns(container_pidfd, _NAMESPACES)
+        syscalls.setns(container_pidfd, CONTAINER_NAMESPACES)
         if stdio is None:
             stdio = _open_console(spec, status)
         _setup_stdio(stdio)

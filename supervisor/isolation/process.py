@@ -39,7 +39,8 @@ from supervisor.isolation import capabilities, rootfs, syscalls
 from supervisor.isolation.spec import DEFAULT_PATH, LaunchSpec
 from supervisor.isolation.users import resolve_user
 
-_NAMESPACES = (
+# What a container's first process unshares (its pid namespace came with the clone); an exec enters them.
+CONTAINER_NAMESPACES = (
     syscalls.CLONE_NEWNS
     | syscalls.CLONE_NEWUTS
     | syscalls.CLONE_NEWIPC
@@ -210,7 +211,7 @@ def run_container_process(
         _setup_stdio(stdio)
         if spec.cgroup is not None:
             join_v1_cgroups(spec.cgroup.v1_tasks)
-        syscalls.unshare(_NAMESPACES)
+        syscalls.unshare(CONTAINER_NAMESPACES)
         socket.sethostname(spec.hostname)
         _loopback_up()
         rootfs.build_rootfs(spec, tty_slave_fd=0 if stdio.tty is not None else None)

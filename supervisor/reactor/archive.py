@@ -132,37 +132,39 @@ async def container_root(
     engine: Engine, container: Container, *, write: bool = False, base_only: bool = False
 ) -> AsyncIterator[RootView]:
     """The container's `/` as a descriptor, for the duration of the block (see the module doc)."""
-    if not base_only:
-        live = _open_live_root(container)
-        if live is not None:
-            try:
-                yield RootView(live, True)
-            finally:
-                os.close(live)
-            return
+    live = None if base_only else _open_live_root(container)
+    if live is not None:
+        async with _held(RootView(live, True)) as view:
+            yield view
+        return
     # A parked process has the upper dir mounted as its overlay's upper: no other mount may use it
     # (overlayfs refuses a second writable one and calls any other undefined behaviour).
     await discard_prepared(engine, container)
     if not write:
         fd = await trio.to_thread.run_sync(_mount_view, engine, container, False, not base_only)
-        try:
-            yield RootView(fd, False)
-        finally:
-            await _unmount(fd)
+        async with _held(RootView(fd, False)) as view:
+            yield view
         return
     async with container.lock:
         live = _open_live_root(container)  # it may have started while we waited for the lock
         if live is not None:
-            try:
-                yield RootView(live, True)
-            finally:
-                os.close(live)
-            return
-        fd = await trio.to_thread.run_sync(_mount_view, engine, container, True, True)
-        try:
-            yield RootView(fd, False)
-        finally:
-            await _unmount(fd)
+            root = RootView(live, True)
+        else:
+            root = RootView(await trio.to_thread.run_sync(_mount_view, engine, container, True, True), False)
+        async with _held(root) as view:
+            yield view
+
+
+@asynccontextmanager
+async def _held(view: RootView) -> AsyncIterator[RootView]:
+    """`view` until the block ends; then its descriptor closed, and a mounted view unmounted."""
+    try:
+        yield view
+    finally:
+        if view.live:
+            os.close(view.fd)
+        else:
+            await _unmount(view.fd)
 
 
 def _open_live_root(container: Container) -> int | None:

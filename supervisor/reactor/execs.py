@@ -18,13 +18,10 @@ Three layers, each built on the one before:
 
 from __future__ import annotations
 
-import fcntl
 import math
 import os
 import secrets
 import signal
-import struct
-import termios
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +35,7 @@ from supervisor.isolation.capabilities import resolve_capabilities
 from supervisor.isolation.launcher.client import LauncherClient, LauncherLost
 from supervisor.isolation.launcher.replies import ExecStarted, ExitStatus
 from supervisor.isolation.spec import DEFAULT_PATH, ExecSpec
+from supervisor.isolation.terminal import check_window, set_window
 from supervisor.reactor.container import Container
 from supervisor.reactor.events import Event, container_attributes
 
@@ -136,13 +134,6 @@ def check_running(container: Container) -> None:
         raise Conflict(f"Container {container.id} is not running")
 
 
-def _set_window(fd: int, rows: int, columns: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-
-
-def check_window(rows: int, columns: int) -> None:
-    if not (0 <= rows <= 0xFFFF and 0 <= columns <= 0xFFFF):
-        raise InvalidArgument(f"invalid terminal size {rows}x{columns}")
 
 
 class ExecProcess:
@@ -183,7 +174,7 @@ class ExecProcess:
         check_window(rows, columns)
         if self.pty is None:
             raise Conflict(f"exec {self.exec_id} has no TTY")
-        _set_window(self.pty.fileno(), rows, columns)
+        set_window(self.pty.fileno(), rows, columns)
 
     async def wait(self) -> ExitStatus:
         async with self._wait_lock:

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
-import struct
-import termios
 from dataclasses import dataclass
 
 from supervisor.isolation.process import Stdio
-
-# A usable size until the client's first resize arrives, which races the exec.
-_DEFAULT_ROWS, _DEFAULT_COLUMNS = 24, 80
+from supervisor.isolation.terminal import DEFAULT_WINDOW, set_window
 
 
 @dataclass
@@ -38,8 +33,7 @@ class ContainerStdio:
 def open_stdio(*, tty: bool, open_stdin: bool, console_size: tuple[int, int] | None = None) -> ContainerStdio:
     if tty:
         master, slave = os.openpty()
-        rows, columns = console_size or (_DEFAULT_ROWS, _DEFAULT_COLUMNS)
-        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+        set_window(master, *(console_size or DEFAULT_WINDOW))
         os.set_inheritable(master, False)
         os.set_inheritable(slave, False)
         return ContainerStdio(
