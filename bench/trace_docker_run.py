@@ -198,6 +198,9 @@ def main() -> int:
     parser.add_argument(
         "--show", type=int, default=1, help="print the merged timeline of this many runs (median first)"
     )
+    parser.add_argument(
+        "--settle-ms", type=float, default=200, help="idle time before each run, as in start_latency (default 200)"
+    )
     args = parser.parse_args()
     docker = shutil.which("docker")
     if os.geteuid() != 0 or docker is None:
@@ -228,6 +231,7 @@ def main() -> int:
                 (base / "docker-cli").mkdir()
                 env = {**corral.env, "DOCKER_HOST": f"unix://{relay.path}", "DOCKER_CONFIG": str(base / "docker-cli")}
                 for i in range(args.warmups + args.runs):
+                    time.sleep(args.settle_ms / 1000)
                     begin = time.monotonic_ns()
                     result = subprocess.run(
                         [docker, "run", "--rm", "busybox", "true"], env=env, capture_output=True, check=False
@@ -238,7 +242,6 @@ def main() -> int:
                     elif i >= args.warmups:
                         runs.append((begin, end))
                         walls.append((end - begin) / 1e6)
-                    time.sleep(0.02)
                 spans = read_spans(trace_file)
             finally:
                 relay.stop()

@@ -120,6 +120,20 @@ def _install(path: str) -> None:
         except Exception as err:  # noqa: BLE001 - trace what we can
             mark(f"missing {module_name}.{attribute}: {type(err).__name__}")
 
+    # A forked container closes every descriptor not its own; the trace file is kept open
+    # through that, else the child's marks fail with EBADF.
+    try:
+        containers: Any = importlib.import_module("supervisor.isolation.launcher.containers")
+        syscalls: Any = importlib.import_module("supervisor.isolation.syscalls")
+        real_close = syscalls.close_fds_except
+
+        def close_fds_except(keep: set[int]) -> None:
+            real_close(keep | {fd})
+
+        containers.close_fds_except = syscalls.close_fds_except = close_fds_except
+    except Exception as err:  # noqa: BLE001
+        mark(f"missing close_fds_except hook: {type(err).__name__}")
+
     # The exec itself, so the trace shows when the container stops being Python.
     try:
         process: Any = importlib.import_module("supervisor.isolation.process")

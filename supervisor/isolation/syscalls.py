@@ -173,3 +173,14 @@ def clone_process(flags: int, cgroup_fd: int | None = None) -> tuple[int, int]:
     if pid < 0:
         raise OSError(errno, f"clone3({flags:#x}): {os.strerror(errno)}")
     return pid, pidfd.value
+
+
+def close_fds_except(keep: set[int]) -> None:
+    """Close every descriptor not in `keep` (close_range(2) under os.closerange)."""
+    low = 0
+    for fd in sorted(keep):
+        # Never an empty range: os.closerange(0, 0) asks close_range(2) for 0 to UINT_MAX.
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))

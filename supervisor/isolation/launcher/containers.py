@@ -35,6 +35,7 @@ from supervisor.isolation.launcher.logfile import LogFile
 from supervisor.isolation.launcher.stdio import open_stdio
 from supervisor.isolation.process import EXECUTING, GO, PARKED, run_container_process
 from supervisor.isolation.spec import LaunchSpec
+from supervisor.isolation.syscalls import close_fds_except
 
 Reply = Callable[[Any, Any, dict[str, Any], "list[int] | None"], None]
 
@@ -355,15 +356,6 @@ def handles(container: Container) -> tuple[list[str], list[int]]:
             named.append(("stdin", container.stdin_write))
         named.extend((stream, fd) for fd, stream in container.outputs.items())
     return [name for name, _ in named], [fd for _, fd in named]
-
-
-def close_fds_except(keep: set[int]) -> None:
-    """Close every descriptor not in `keep` (close_range(2) under os.closerange)."""
-    low = 0
-    for fd in sorted(keep):
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
 def _open_mount_ns(pid: int) -> int | None:
