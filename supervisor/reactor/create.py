@@ -55,7 +55,9 @@ async def _create_container(engine: Engine, requested: ContainerSpec, name: str 
     async with engine.volumes.claim() as claim:
         try:
             # Unpack missing layers now, so start stays fast and a bad layer fails the create.
-            layers = await trio.to_thread.run_sync(engine.images.layer_dirs, image)
+            layers = engine.images.unpacked_layer_dirs(image)
+            if layers is None:
+                layers = await trio.to_thread.run_sync(engine.images.layer_dirs, image)
             spec = await engine.volumes.prepare(spec, image.config, layers, claim)
             files.dir.mkdir(parents=True)
             create_snapshot(files.dir)

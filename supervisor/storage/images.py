@@ -272,6 +272,15 @@ class ImageStore:
                 dirs.append(final)
         return dirs
 
+    def unpacked_layer_dirs(self, image: Image) -> list[Path] | None:
+        """The image's layers, bottom-most first, if every one is unpacked already; else None.
+
+        Only looks (a stat per layer), so a caller that has the image pinned
+        against GC can skip a worker thread when there is nothing to unpack.
+        """
+        dirs = [layer_dir(self.layers_root, diff_id) for diff_id in image.diff_ids]
+        return dirs if all(d.is_dir() for d in dirs) else None
+
     def container_image(self, image_id: str) -> Image:
         """A container's image by ID, also after `rmi -f` took it out of the tables (then untagged).
 
