@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 CORRAL = [sys.executable, "-m", "supervisor.cli.main"]
 DOCKER = shutil.which("docker")
 TEST_MARK = "corral-t"
+SPARE_COMM = "corral-spare"
 
 
 class Daemon:
@@ -110,8 +111,42 @@ class Daemon:
             except OSError:
                 continue
             if b"supervisor.isolation.launcher" in cmdline and str(self.run_dir / "launcher.sock").encode() in cmdline:
+                if _comm(int(entry.name)) == SPARE_COMM:
+                    continue  # a spare is a fork of the launcher (launcher/spares.py)
                 return int(entry.name)
         return None
+
+    def cgroups_left(self, settle: float = 2.0) -> list[str]:
+        """Cgroups under this daemon's parent besides its one spare (reactor/spare.py).
+
+        A spare's cgroup holds one process named corral-spare; one still being made is empty for
+        a moment, so an empty cgroup is only reported if it stays so for `settle` seconds.
+        """
+        deadline = time.monotonic() + settle
+        while True:
+            names = sorted(
+                {
+                    child.name
+                    for hierarchy in Path("/sys/fs/cgroup").iterdir()
+                    if (hierarchy / self.cgroup_parent).is_dir()
+                    for child in (hierarchy / self.cgroup_parent).iterdir()
+                    if child.is_dir()
+                }
+            )
+            spares = [name for name in names if self._holds_only_a_spare(name)]
+            left = [name for name in names if name not in spares] + spares[1:]
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.05)
+
+    def _holds_only_a_spare(self, name: str) -> bool:
+        pids: set[int] = set()
+        for procs in Path("/sys/fs/cgroup").glob(f"*/{self.cgroup_parent}/{name}/cgroup.procs"):
+            try:
+                pids.update(int(line) for line in procs.read_text().split())
+            except OSError:
+                return False
+        return len(pids) == 1 and _comm(pids.pop()) == SPARE_COMM
 
     # -- clients -----------------------------------------------------------
 
@@ -176,6 +211,13 @@ def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> A
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {predicate}")
         time.sleep(interval)
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def teardown(daemon: Daemon) -> None:

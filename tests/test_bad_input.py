@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from harness import DOCKER, Daemon
 
@@ -11,10 +9,7 @@ from harness import DOCKER, Daemon
 def _nothing_left(daemon: Daemon) -> None:
     assert daemon.api("GET", "/containers/json", query={"all": True}).json() == []
     assert list((daemon.root / "containers").iterdir()) == []
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        parent = hierarchy / daemon.cgroup_parent
-        if parent.exists():
-            assert [p for p in parent.iterdir() if p.is_dir()] == [], parent
+    assert daemon.cgroups_left() == []
 
 
 def test_unknown_image(clean: Daemon) -> None:

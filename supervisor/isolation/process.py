@@ -1,10 +1,11 @@
 """The container's first process, from fork to exec.
 
-Runs in a freshly cloned child of the launcher that is already pid 1 of a
-new pid namespace and in its v2 cgroup. It joins its v1 cgroups (if the
-host has them), unshares the other namespaces,
-builds the root filesystem, drops privileges and execs the user's
-command.
+Runs in a child of the launcher that is already pid 1 of a new pid
+namespace and in its v2 cgroup: freshly cloned, or a spare cloned ahead
+(launcher/spares.py), which has joined its v1 cgroups and made its
+SPARE_NAMESPACES already. It joins its v1 cgroups (if the host has them),
+unshares the other namespaces, builds the root filesystem, drops
+privileges and execs the user's command.
 
 It talks to the launcher over `status_fd`: any failure before the exec is
 one JSON object (`message`, `exit_code`) and then its exit; `EXECUTING`
@@ -15,7 +16,7 @@ kernel to tear down this forked copy of the launcher. An exec that still
 fails after that (a corrupt binary) is a message on the container's
 stderr and exit 126 or 127, as under runc.
 
-A prepared child (`go_fd` given, launcher/prepared.py) does all of that
+A prepared child (`go_fd` given, launcher/containers.py) does all of that
 at create time, writes `PARKED` and waits for the launcher's go byte:
 the start is then only that byte. It exits quietly if the launcher goes
 away instead (`launcher_pidfd` becomes readable) or the go pipe closes.
@@ -47,6 +48,8 @@ CONTAINER_NAMESPACES = (
     | syscalls.CLONE_NEWNET
     | syscalls.CLONE_NEWCGROUP
 )
+# What a spare makes before it has a container (launcher/spares.py): nothing of a container's is in them.
+SPARE_NAMESPACES = syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC | syscalls.CLONE_NEWNET
 PARKED = b"R"
 EXECUTING = b"X"
 GO = b"g"
@@ -128,12 +131,19 @@ def _setup_stdio(stdio: Stdio) -> None:
 
 
 def join_v1_cgroups(tasks_files: tuple[str, ...]) -> None:
+    # Its own thread through `tasks`: unlike cgroup.procs, that skips an RCU grace period (spec.Membership).
     for path in tasks_files:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         try:
             os.write(fd, b"0")
         finally:
             os.close(fd)
+
+
+def make_spare_namespaces() -> None:
+    """A spare's namespaces, made before it has a container: net (loopback up), uts and ipc."""
+    syscalls.unshare(SPARE_NAMESPACES)
+    _loopback_up()
 
 
 @dataclass(frozen=True)
@@ -201,19 +211,22 @@ def _park(status_fd: int, go_fd: int, launcher_pidfd: int) -> None:
 
 
 def run_container_process(
-    spec: LaunchSpec, stdio: Stdio, status_fd: int, go: tuple[int, int] | None = None
+    spec: LaunchSpec, stdio: Stdio, status_fd: int, go: tuple[int, int] | None = None, *, spare: bool = False
 ) -> NoReturn:
     """Never returns: execs the command, or reports why not and exits.
 
     `go` is (go_fd, launcher_pidfd) for a prepared child that parks before its exec.
+    A `spare` (launcher/spares.py) is in its cgroups and SPARE_NAMESPACES already.
     """
     try:
         _setup_stdio(stdio)
-        if spec.cgroup is not None:
+        if spec.cgroup is not None and not spare:
             join_v1_cgroups(spec.cgroup.v1_tasks)
-        syscalls.unshare(CONTAINER_NAMESPACES)
+        # The cgroup namespace after the joins, so that the container's cgroup is its root.
+        syscalls.unshare(CONTAINER_NAMESPACES & ~SPARE_NAMESPACES if spare else CONTAINER_NAMESPACES)
         socket.sethostname(spec.hostname)
-        _loopback_up()
+        if not spare:
+            _loopback_up()
         rootfs.build_rootfs(spec, tty_slave_fd=0 if stdio.tty is not None else None)
         command = _prepare_exec(spec)
         if go is not None:

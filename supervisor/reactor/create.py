@@ -15,6 +15,8 @@ from supervisor.reactor.events import Event, container_attributes
 from supervisor.reactor.model import ContainerSpec, ContainerState, merge_image_config
 from supervisor.reactor.names import generate_name, validate_name
 from supervisor.reactor.prepare import discard_prepared, prepare
+from supervisor.reactor.spare import Spare, discard_spare
+from supervisor.storage.images import Image
 from supervisor.storage.snapshots import create_snapshot
 from supervisor.timestamps import now_rfc3339
 
@@ -42,7 +44,20 @@ async def create_container(engine: Engine, requested: ContainerSpec, name: str |
 
 async def _create_container(engine: Engine, requested: ContainerSpec, name: str | None) -> Container:
     image = engine.images.resolve(requested.image)
-    container_id = secrets.token_hex(32)
+    # A spare (reactor/spare.py) is this create's to discard until the prepare task has it.
+    spare = engine.spare.take()
+    try:
+        return await _create_as(engine, requested, name, image, spare)
+    except BaseException:
+        if spare is not None and not spare.handed_over:
+            await discard_spare(engine, spare)
+        raise
+
+
+async def _create_as(
+    engine: Engine, requested: ContainerSpec, name: str | None, image: Image, spare: Spare | None
+) -> Container:
+    container_id = spare.id if spare is not None else secrets.token_hex(32)
     spec = merge_image_config(replace(requested, image_id=image.id), image.config)
     if not spec.hostname:
         spec = replace(spec, hostname=container_id[:12])
@@ -70,7 +85,9 @@ async def _create_container(engine: Engine, requested: ContainerSpec, name: str 
                 on_change=engine.registry.changed.notify,
             )  # fmt: skip
             # Its process is forked and set up (reactor/prepare.py) while the config is made durable.
-            engine.nursery.start_soon(prepare, engine, container)
+            engine.nursery.start_soon(prepare, engine, container, spare)
+            if spare is not None:
+                spare.handed_over = True
             await trio.to_thread.run_sync(engine.store.save_config, container_id, name, created, spec)
         except BaseException:
             with trio.CancelScope(shield=True):

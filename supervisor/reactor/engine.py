@@ -35,6 +35,7 @@ from supervisor.reactor.reconcile import Reconciler
 from supervisor.reactor.registry import Registry
 from supervisor.reactor.remove import remove_container
 from supervisor.reactor.restore import restore_containers
+from supervisor.reactor.spare import SpareSlot, keep_spare
 from supervisor.reactor.start import start_or_autoremove
 from supervisor.reactor.state import StateStore
 from supervisor.reactor.stop import kill_container, stop_container
@@ -85,6 +86,8 @@ class Engine:
         self.started_at = time.time()
         # Set while the daemon stops its containers on the way out: no restart policy applies then.
         self.shutting_down = False
+        # The next create's ID, cgroup and process, made ahead (reactor/spare.py).
+        self.spare = SpareSlot()
         self.reconciler: Reconciler | None = None
         self._reconciler_scope: trio.CancelScope | None = None
 
@@ -197,6 +200,7 @@ async def open_engine(
         await restore_containers(engine)
         # Crash leftovers and unreferenced content go; restored containers' images stay.
         await collect_garbage(engine, at_start=True)
+        nursery.start_soon(keep_spare, engine)
         try:
             yield engine
         finally:

@@ -20,6 +20,7 @@ cgroup to the next daemon's stale-cgroup sweep (reactor/restore.py).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,7 @@ from supervisor.reactor.container import Container
 from supervisor.reactor.initlayer import with_init_layer
 from supervisor.reactor.launchspec import build_launch_spec
 from supervisor.reactor.model import ContainerSpec
+from supervisor.reactor.spare import Spare, discard_spare
 
 if TYPE_CHECKING:
     from supervisor.reactor.engine import Engine
@@ -76,25 +78,36 @@ def launch_spec_for(engine: Engine, container: Container, cgroup: Cgroup, resolv
     )
 
 
-async def prepare(engine: Engine, container: Container) -> None:
-    """The task a create starts: prepare, then discard what no start took in time."""
-    if engine.config.prepare_window <= 0 or container.prepared is not None:
+async def prepare(engine: Engine, container: Container, spare: Spare | None = None) -> None:
+    """The task a create starts: prepare (in `spare`'s cgroup and process, if it has one), then
+    discard what no start took in time."""
+    if (
+        engine.config.prepare_window <= 0
+        or container.prepared is not None
+        or container.removed
+        or container.removing
+        or container.state.running
+    ):
+        if spare is not None:
+            await discard_spare(engine, spare)
         return
-    if container.removed or container.removing or container.state.running:
-        return
-    try:
-        cgroup = engine.cgroups.create(engine.config.cgroup_parent, container.id, container.spec.resources)
-    except Exception as err:  # noqa: BLE001 - the start will meet (and report) the same problem
-        log.info("container.prepare_skipped", id=container.id, error=str(err))
+    # One schedule point first: the create that started this task starts its config write's thread
+    # at its next one, and that fsync then overlaps the work below instead of waiting for it.
+    await trio.lowlevel.checkpoint()
+    cgroup = await _cgroup_for(engine, container, spare)
+    if cgroup is None:
         return
     resolv_conf = engine.host_resolv_conf()
     try:
         launch_spec = launch_spec_for(engine, container, cgroup, resolv_conf)
     except Exception as err:  # noqa: BLE001 - as above
         log.info("container.prepare_skipped", id=container.id, error=str(err))
-        # Without a wait: no ticket tells a start to keep off this cgroup meanwhile (it is empty,
-        # so the rmdir does not retry).
-        cgroup.remove()
+        if spare is not None and cgroup is spare.cgroup:
+            await discard_spare(engine, spare)
+        else:
+            # Without a wait: no ticket tells a start to keep off this cgroup meanwhile (it is empty,
+            # so the rmdir does not retry).
+            cgroup.remove()
         return
     ticket = Prepared(cgroup, container.spec, resolv_conf)
     container.prepared = ticket
@@ -107,6 +120,10 @@ async def prepare(engine: Engine, container: Container) -> None:
         log.info("container.prepare_failed", id=container.id, error=str(err))
     finally:
         if not ticket.ready:
+            if spare is not None:
+                # A spare the launcher did not get to use is still in the cgroup.
+                with trio.CancelScope(shield=True), contextlib.suppress(LauncherLost, RuntimeError):
+                    await engine.launcher.discard(container.id)
             # Before `done`: a start waiting on it makes a cgroup of the same name.
             await _remove_cgroup(cgroup)
             if container.prepared is ticket:
@@ -120,6 +137,22 @@ async def prepare(engine: Engine, container: Container) -> None:
     finally:
         with trio.CancelScope(shield=True):
             await discard_prepared(engine, container, ticket)
+
+
+async def _cgroup_for(engine: Engine, container: Container, spare: Spare | None) -> Cgroup | None:
+    """The spare's cgroup with the container's limits written, else a new one; None to prepare nothing."""
+    if spare is not None:
+        try:
+            spare.cgroup.update(container.spec.resources)
+            return spare.cgroup
+        except Exception as err:  # noqa: BLE001 - e.g. a memory limit below what the spare uses: fork afresh
+            log.info("spare.unusable", id=container.id, error=str(err))
+            await discard_spare(engine, spare)
+    try:
+        return engine.cgroups.create(engine.config.cgroup_parent, container.id, container.spec.resources)
+    except Exception as err:  # noqa: BLE001 - the start will meet (and report) the same problem
+        log.info("container.prepare_skipped", id=container.id, error=str(err))
+        return None
 
 
 async def take_prepared(engine: Engine, container: Container) -> tuple[Started, Cgroup] | None:

@@ -1,7 +1,17 @@
-"""`rm`: refuse a running container unless forced; then delete everything it had."""
+"""`rm`: refuse a running container unless forced; then delete everything it had.
+
+In two steps: `retire_container` is all a client sees (the container gone
+from the API, its name free, its directory renamed out of the store, so a
+crash cannot bring it back), `delete_retired` deletes its files. A plain
+`rm` runs both; an `--rm` container's exit (reactor/supervise.py) runs the
+second a moment after the first, once the client that waited for the
+removal has been answered.
+"""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
@@ -20,11 +30,25 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+# How long an `--rm` container's clean-up waits after its removal was answered: the docker CLI
+# exits within a few ms of that answer, and would otherwise share the CPU with the clean-up.
+REMOVAL_GRACE = 0.05
+
 
 async def remove_container(engine: Engine, container: Container, *, force: bool = False, volumes: bool = False) -> None:
     """`volumes` (`rm -v`) also removes the container's anonymous volumes, as does an `--rm` container's removal."""
+    if await retire_container(engine, container, force=force, volumes=volumes):
+        await delete_retired(engine, container)
+
+
+async def retire_container(
+    engine: Engine, container: Container, *, force: bool = False, volumes: bool = False
+) -> bool:
+    """All of a removal that clients see: the container stopped and gone from the API, its name free,
+    its directory out of the store, its anonymous volumes gone with it if `volumes` or `--rm` say
+    so; False if it was removed already. Its files are still there, for `delete_retired`."""
     if container.removed:
-        return
+        return False
     if container.removing:
         raise Conflict(f"removal of container {container.id} is already in progress")
     if container.state.running and not force:
@@ -38,16 +62,30 @@ async def remove_container(engine: Engine, container: Container, *, force: bool 
         await discard_prepared(engine, container)
         await force_stop(container)
         engine.registry.discard(container)
+        engine.store.retire(container.id)
+        if volumes or container.spec.auto_remove:
+            # Before the answer: `docker run --rm` and `rm -v` return with them gone, as under Docker.
+            await engine.volumes.remove_anonymous(container.spec)
         container.mark_removed()
-        await trio.to_thread.run_sync(_delete_files, engine, container)
     finally:
         container.removing = False
     engine.events.publish(Event("container", "destroy", container.id, container_attributes(container)))
+    return True
+
+
+async def delete_retired(engine: Engine, container: Container) -> None:
+    """The rest of a removal: the retired container's files, and its image's if `rmi -f` left it to us."""
+    await trio.to_thread.run_sync(_delete_files, engine.store.retired_dir(container.id))
     release_image(engine, container.spec.image_id)
-    if volumes or container.spec.auto_remove:
-        await engine.volumes.remove_anonymous(container.spec)
 
 
-def _delete_files(engine: Engine, container: Container) -> None:
-    remove_snapshot(container.files.dir)
-    engine.store.delete(container.id)
+async def delete_leftovers(engine: Engine) -> None:
+    """At daemon start: the files of containers retired by a daemon that died before deleting them."""
+    for retired in engine.store.retired():
+        await trio.to_thread.run_sync(_delete_files, retired)
+        log.info("container.leftovers_deleted", dir=str(retired))
+
+
+def _delete_files(retired: Path) -> None:
+    remove_snapshot(retired)
+    shutil.rmtree(retired, ignore_errors=True)

@@ -16,6 +16,7 @@ import trio
 from supervisor.isolation.launcher.replies import ExitStatus
 from supervisor.reactor.cgroup_events import until_empty
 from supervisor.reactor.container import Container, Process
+from supervisor.reactor.remove import delete_leftovers
 from supervisor.reactor.supervise import record_exit, resume_after_exit, supervise
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ async def restore_containers(engine: Engine) -> None:
         holder = engine.registry.find(cid)
         if entry.finished and (holder is None or holder.process is None):
             await engine.launcher.forget(cid)
+    # After those forgets: the launcher no longer holds their rootfs mounted.
+    await delete_leftovers(engine)
     log.info("engine.restored", containers=len(engine.registry))
 
 

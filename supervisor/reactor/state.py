@@ -79,6 +79,9 @@ class ContainerFiles:
         return self.dir / "scratch"
 
 
+RETIRED_PREFIX = ".removed-"
+
+
 class StateStore:
     def __init__(self, containers_dir: Path) -> None:
         self.root = containers_dir
@@ -98,6 +101,26 @@ class StateStore:
 
     def delete(self, container_id: str) -> None:
         shutil.rmtree(self.root / container_id, ignore_errors=True)
+
+    def retired_dir(self, container_id: str) -> Path:
+        return self.root / f"{RETIRED_PREFIX}{container_id}"
+
+    def retire(self, container_id: str) -> Path:
+        """Take a removed container's directory out of the store now, its files to be deleted later.
+
+        A rename: `load_all` skips the new name, so a daemon that dies before
+        the deletion does not bring the container back; `retired` lists what
+        such a death left.
+        """
+        retired = self.retired_dir(container_id)
+        try:
+            os.rename(self.root / container_id, retired)
+        except FileNotFoundError:
+            pass  # never written, or retired already
+        return retired
+
+    def retired(self) -> list[Path]:
+        return sorted(p for p in self.root.iterdir() if p.name.startswith(RETIRED_PREFIX))
 
     def load_all(self) -> Iterator[StoredContainer]:
         for directory in sorted(self.root.iterdir()):

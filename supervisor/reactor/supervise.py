@@ -17,6 +17,7 @@ import structlog
 import trio
 
 from supervisor.errors import StartFailed
+from supervisor.isolation.cgroups.interface import Cgroup
 from supervisor.isolation.launcher.client import LauncherLost
 from supervisor.isolation.launcher.replies import ExitStatus
 from supervisor.reactor.cgroup_events import until_empty, watch_oom
@@ -25,7 +26,7 @@ from supervisor.reactor.events import Event, container_attributes
 from supervisor.reactor.health import monitor_health
 from supervisor.reactor.launch import launch
 from supervisor.reactor.orphans import follow_orphan
-from supervisor.reactor.remove import remove_container
+from supervisor.reactor.remove import REMOVAL_GRACE, delete_retired, retire_container
 from supervisor.reactor.restart import next_delay, should_restart
 
 if TYPE_CHECKING:
@@ -154,15 +155,26 @@ async def record_exit(engine: Engine, container: Container, status: ExitStatus) 
                 Event("container", "die", container.id, container_attributes(container, exitCode=str(status.exit_code)))
             )
             if container.spec.auto_remove and not (container.removed or container.removing):
-                await remove_container(engine, container, force=True)
-            if cgroup is not None:
-                await until_empty(engine, cgroup)
-                # remove() retries briefly while v1 tears a cgroup down, so keep it off the event loop.
-                await trio.to_thread.run_sync(cgroup.remove)
-            try:
-                await engine.launcher.forget(container.id)
-            except (LauncherLost, RuntimeError) as err:
-                log.warning("container.forget_failed", id=container.id, error=str(err))
+                await retire_container(engine, container, force=True)
+                # The client that waited for this removal has its answer and is likely exiting now:
+                # the clean-up below would only compete with it for the CPU.
+                await trio.sleep(REMOVAL_GRACE)
+                await _release(engine, container, cgroup)
+                await delete_retired(engine, container)
+            else:
+                await _release(engine, container, cgroup)
+
+
+async def _release(engine: Engine, container: Container, cgroup: Cgroup | None) -> None:
+    """The exited process's cgroup, and its record in the launcher (which then lets go of its rootfs)."""
+    if cgroup is not None:
+        await until_empty(engine, cgroup)
+        # remove() retries briefly while v1 tears a cgroup down, so keep it off the event loop.
+        await trio.to_thread.run_sync(cgroup.remove)
+    try:
+        await engine.launcher.forget(container.id)
+    except (LauncherLost, RuntimeError) as err:
+        log.warning("container.forget_failed", id=container.id, error=str(err))
 
 
 async def resume_after_exit(engine: Engine, container: Container, *, at_daemon_start: bool) -> None:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from supervisor.isolation.launcher.replies import (
     started_from_reply,
 )
 from supervisor.isolation.launcher.server import lock_path_for
-from supervisor.isolation.spec import ExecSpec, LaunchSpec
+from supervisor.isolation.spec import ExecSpec, LaunchSpec, Membership
 
 log = structlog.get_logger(__name__)
 
@@ -162,6 +163,17 @@ class LauncherClient:
                 raise NotPrepared(reply["error"])
             raise StartFailed(reply["error"], int(reply.get("exit_code", 125)))
 
+    async def spare(self, cid: str, cgroup: Membership | None) -> None:
+        """Fork a spare first process for the container `cid` will be, in its cgroup (launcher/spares.py).
+
+        NotPrepared if this launcher cannot; `discard(cid)` kills it.
+        """
+        reply, _ = await self.request("spare", cid=cid, cgroup=None if cgroup is None else asdict(cgroup))
+        if "error" in reply:
+            if str(reply["error"]).startswith("unknown op"):
+                raise NotPrepared(reply["error"])
+            raise RuntimeError(reply["error"])
+
     async def go(self, cid: str) -> Started:
         """Start a prepared container; NotPrepared if there is none parked under `cid`."""
         reply, fds = await self.request("go", cid=cid)
@@ -170,7 +182,7 @@ class LauncherClient:
         return started_from_reply(reply, fds)
 
     async def discard(self, cid: str) -> None:
-        """Kill a prepared container; returns once it is reaped."""
+        """Kill a prepared container or a spare; returns once it is reaped."""
         reply, _ = await self.request("discard", cid=cid)
         if "error" in reply:
             raise RuntimeError(reply["error"])

@@ -11,10 +11,10 @@ container belongs to the connection that prepared it until it goes;
 
 Either way the start is answered at the child's point of no return
 (`EXECUTING`, written after the checks runc makes before its exec). The
-launcher then holds the container's mount namespace until its exit has
-been reported, so the kernel's unmount of the rootfs (an overlay unmount
-syncs the upper file system) comes after the exit reaches the daemon, not
-before.
+launcher then holds the container's mount namespace until the daemon
+`forget`s the exit, so the kernel's unmount of the rootfs (an overlay
+unmount syncs the upper file system) comes when the daemon cleans up after
+the exit, not while the exit is being reported.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ from supervisor.isolation.launcher import protocol
 from supervisor.isolation.launcher.execs import exit_record
 from supervisor.isolation.launcher.journal import log
 from supervisor.isolation.launcher.logfile import LogFile
+from supervisor.isolation.launcher.spares import Spares
 from supervisor.isolation.launcher.stdio import open_stdio
-from supervisor.isolation.process import EXECUTING, GO, PARKED, run_container_process
+from supervisor.isolation.process import EXECUTING, GO, PARKED, Stdio, run_container_process
 from supervisor.isolation.spec import LaunchSpec
 from supervisor.isolation.syscalls import close_fds_except
 
@@ -62,7 +63,7 @@ class Container:
     started: bool = False
     start_failed: bool = False
     status_buffer: bytes = b""
-    # Its mount namespace, held from the exec until its exit is reported.
+    # Its mount namespace, held from the exec until the daemon forgets its exit.
     mount_ns: int | None = None
     exit: dict[str, Any] | None = None
     waiters: list[tuple[Any, Any]] = field(default_factory=list)
@@ -78,8 +79,9 @@ class Containers:
         self._reply = reply
         self._by_id: dict[str, Container] = {}
         self._by_pid: dict[int, Container] = {}
-        # A parked child watches this to go away with the launcher (process.py).
+        # A parked child or a spare watches this to go away with the launcher (process.py).
         self._own_pidfd = os.pidfd_open(os.getpid())
+        self.spares = Spares(self._own_pidfd, reply)
 
     def __bool__(self) -> bool:
         return bool(self._by_id)
@@ -177,36 +179,16 @@ class Containers:
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC) if prepare else (None, None)
         logfile = LogFile(spec.log_path, max_size=spec.log_max_size, max_files=spec.log_max_files)
-        cgroup_fd = None
-        if spec.cgroup is not None and spec.cgroup.v2_dir is not None:
-            cgroup_fd = os.open(spec.cgroup.v2_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            try:
-                pid, pidfd = syscalls.clone_process(syscalls.CLONE_NEWPID, cgroup_fd)
-            except OSError:
-                logfile.close()
-                stdio.close_all()
-                for fd in (status_r, status_w, go_r, go_w):
-                    if fd is not None:
-                        os.close(fd)
-                raise
-            if pid == 0:
-                try:
-                    signal.set_wakeup_fd(-1)
-                    for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD):
-                        signal.signal(signum, signal.SIG_DFL)
-                    go = (go_r, self._own_pidfd) if go_r is not None else None
-                    # Only its own: a parked child may wait seconds, and a copy of another
-                    # container's stdin pipe would keep that one from ever seeing EOF.
-                    child = stdio.child
-                    keep = {child.stdin, child.stdout, child.stderr, status_w, *(go or ())}
-                    close_fds_except(keep | ({child.tty} if child.tty is not None else set()))
-                    run_container_process(spec, child, status_w, go)
-                finally:
-                    os._exit(125)
-        finally:
-            if cgroup_fd is not None:
-                os.close(cgroup_fd)
+            taken = self.spares.take(spec, stdio.child, status_w, go_r)
+            pid, pidfd = taken if taken is not None else self._clone(spec, stdio.child, status_w, go_r)
+        except OSError:
+            logfile.close()
+            stdio.close_all()
+            for fd in (status_r, status_w, go_r, go_w):
+                if fd is not None:
+                    os.close(fd)
+            raise
 
         stdio.close_child_ends()
         os.close(status_w)
@@ -230,6 +212,31 @@ class Containers:
             self._selector.register(fd, selectors.EVENT_READ, lambda f, c=container: self._on_output(c, f))
         self._selector.register(status_r, selectors.EVENT_READ, lambda f, c=container: self._on_status(c))
         return container
+
+    def _clone(self, spec: LaunchSpec, child: Stdio, status_w: int, go_r: int | None) -> tuple[int, int]:
+        """Fork the container's first process afresh, born in its v2 cgroup; (pid, pidfd)."""
+        cgroup_fd = None
+        if spec.cgroup is not None and spec.cgroup.v2_dir is not None:
+            cgroup_fd = os.open(spec.cgroup.v2_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            pid, pidfd = syscalls.clone_process(syscalls.CLONE_NEWPID, cgroup_fd)
+        finally:
+            if cgroup_fd is not None:
+                os.close(cgroup_fd)
+        if pid == 0:
+            try:
+                signal.set_wakeup_fd(-1)
+                for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD):
+                    signal.signal(signum, signal.SIG_DFL)
+                go = (go_r, self._own_pidfd) if go_r is not None else None
+                # Only its own: a parked child may wait seconds, and a copy of another
+                # container's stdin pipe would keep that one from ever seeing EOF.
+                keep = {child.stdin, child.stdout, child.stderr, status_w, *(go or ())}
+                close_fds_except(keep | ({child.tty} if child.tty is not None else set()))
+                run_container_process(spec, child, status_w, go)
+            finally:
+                os._exit(125)
+        return pid, pidfd
 
     def _on_status(self, container: Container) -> None:
         assert container.status_fd is not None
@@ -330,9 +337,6 @@ class Containers:
         for conn, request_id in container.waiters:
             self._reply(conn, request_id, {"exit": container.exit}, None)
         container.waiters.clear()
-        # After the replies: dropping the namespace unmounts the rootfs, which takes a while.
-        _close_quietly(container.mount_ns)
-        container.mount_ns = None
         if container.start_failed:
             self._discard(container)
 

@@ -3,7 +3,8 @@
 The daemon starts it once per state root, in its own session, and talks
 to it over a SOCK_SEQPACKET unix socket (see protocol.py). It forks each
 container (already pid 1 of a fresh pid namespace; started, or prepared
-and started later: containers.py), drains its output into the log file,
+and started later: containers.py; or hands it to a spare forked ahead:
+spares.py), drains its output into the log file,
 reaps it, keeps its exit status until the daemon says `forget`, and hands
 the daemon a pidfd per container. It outlives a
 crashed daemon and exits by itself once no daemon is connected and no
@@ -28,7 +29,7 @@ from supervisor.isolation.launcher import protocol
 from supervisor.isolation.launcher.containers import Containers, handles
 from supervisor.isolation.launcher.execs import Execs, not_running
 from supervisor.isolation.launcher.journal import log
-from supervisor.isolation.spec import ExecSpec, LaunchSpec
+from supervisor.isolation.spec import ExecSpec, LaunchSpec, Membership
 
 _FIRST_CONNECT_GRACE = 30.0
 
@@ -57,9 +58,12 @@ class Launcher:
         self._selector.register(self._listener, selectors.EVENT_READ, self._accept)
         self._selector.register(self._wakeup_r, selectors.EVENT_READ, self._on_signal)
         log.info("launcher.ready", pid=os.getpid())
-        while not self._should_exit():
-            for key, _ in self._selector.select(timeout=self._select_timeout()):
-                key.data(key.fileobj)
+        try:
+            while not self._should_exit():
+                for key, _ in self._selector.select(timeout=self._select_timeout()):
+                    key.data(key.fileobj)
+        finally:
+            self._containers.spares.close()
         log.info("launcher.exiting")
 
     def _select_timeout(self) -> float | None:
@@ -86,6 +90,7 @@ class Launcher:
         self._selector.unregister(conn.sock)
         self._connections.pop(conn.sock.fileno(), None)
         self._containers.drop_connection(conn)
+        self._containers.spares.drop_connection(conn)
         self._execs.drop_connection(conn)
         conn.sock.close()
 
@@ -113,7 +118,8 @@ class Launcher:
             "start": self._op_start,
             "prepare": self._op_prepare,
             "go": lambda c, r, m: self._containers.go(c, r, m["cid"]),
-            "discard": lambda c, r, m: self._containers.discard(c, r, m["cid"]),
+            "spare": self._op_spare,
+            "discard": self._op_discard,
             "wait": self._op_wait,
             "adopt": self._op_adopt,
             "list": self._op_list,
@@ -139,6 +145,17 @@ class Launcher:
 
     def _op_prepare(self, conn: _Connection, request_id: Any, message: dict[str, Any]) -> None:
         self._containers.start(conn, request_id, LaunchSpec.from_json(message["spec"]), prepare=True)
+
+    def _op_spare(self, conn: _Connection, request_id: Any, message: dict[str, Any]) -> None:
+        cgroup = message.get("cgroup")
+        membership = Membership(cgroup["v2_dir"], tuple(cgroup["v1_tasks"])) if cgroup else None
+        self._containers.spares.fork(conn, request_id, message["cid"], membership)
+
+    def _op_discard(self, conn: _Connection, request_id: Any, message: dict[str, Any]) -> None:
+        if message["cid"] in self._containers.spares:
+            self._containers.spares.discard(conn, request_id, message["cid"])
+        else:
+            self._containers.discard(conn, request_id, message["cid"])
 
     def _op_exec(self, conn: _Connection, request_id: Any, message: dict[str, Any]) -> None:
         spec = ExecSpec.from_json(message["spec"])
@@ -190,7 +207,7 @@ class Launcher:
                 return
             if pid == 0:
                 return
-            if not self._containers.reaped(pid, status):
+            if not self._containers.reaped(pid, status) and not self._containers.spares.reaped(pid):
                 self._execs.reaped(pid, status)  # else an orphan we inherited as subreaper
 
 

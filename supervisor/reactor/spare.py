@@ -1,0 +1,122 @@
+"""The next container, begun ahead: its ID, its cgroup and a process forked into it.
+
+Most of what a `docker run` waits for between its create and its start
+does not depend on the container: forking the launcher (and the
+copy-on-write faults after it), a network namespace with its loopback up,
+making the cgroup directories. So while the daemon is idle, a task picks
+the ID the next create will use, makes its cgroup (no limits yet) and asks
+the launcher for a spare process in it (launcher/spares.py). The next
+create takes that ID; its prepare (reactor/prepare.py) writes the
+container's limits into the cgroup and the launcher hands the spare the
+container's LaunchSpec instead of forking.
+
+One spare at a time, made `SPARE_DELAY` after the last one was taken, so
+a burst of creates is not slowed by making spares between them (they fork
+afresh). It goes with the daemon: discarded at shutdown; after a `kill -9`
+the launcher kills it with the closed connection and the next daemon's
+stale-cgroup sweep removes its cgroup (reactor/restore.py). None is made
+when the daemon prepares nothing (`--prepare-window 0`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+import trio
+
+from supervisor.isolation.cgroups.interface import Cgroup
+from supervisor.isolation.cgroups.resources import Resources
+from supervisor.isolation.launcher.client import LauncherLost, NotPrepared
+
+if TYPE_CHECKING:
+    from supervisor.reactor.engine import Engine
+
+log = structlog.get_logger(__name__)
+
+SPARE_DELAY = 0.05
+# After a spare could not be made (no launcher, a full pids limit): wait this long before the next try.
+_RETRY_DELAY = 5.0
+
+
+@dataclass
+class Spare:
+    id: str
+    cgroup: Cgroup
+    # Set once a create has passed it on to its prepare task, which then answers for it.
+    handed_over: bool = False
+
+
+class SpareSlot:
+    """Where the spare waits for a create."""
+
+    def __init__(self) -> None:
+        self._ready: Spare | None = None
+        self._taken = trio.Event()
+
+    def take(self) -> Spare | None:
+        """The spare, now the caller's to use or discard (discard_spare); None if there is none."""
+        spare, self._ready = self._ready, None
+        if spare is not None:
+            self._taken.set()
+        return spare
+
+    async def hold(self, engine: Engine, spare: Spare) -> None:
+        """Offer `spare` until a create takes it; discarded if the daemon stops first."""
+        self._ready = spare
+        self._taken = trio.Event()
+        try:
+            await self._taken.wait()
+        finally:
+            if self._ready is spare:
+                self._ready = None
+                await discard_spare(engine, spare)
+
+
+async def keep_spare(engine: Engine) -> None:
+    """The engine's task: keep one spare ready for the next create."""
+    if engine.config.prepare_window <= 0:
+        return
+    while True:
+        await trio.sleep(SPARE_DELAY)
+        try:
+            spare = await _make_spare(engine)
+        except NotPrepared as err:
+            log.info("spare.unsupported", error=str(err))  # a launcher from before spares
+            return
+        if spare is None:
+            await trio.sleep(_RETRY_DELAY)
+            continue
+        await engine.spare.hold(engine, spare)
+
+
+async def discard_spare(engine: Engine, spare: Spare) -> None:
+    """Kill the spare's process and remove its cgroup; returns once both are gone."""
+    with trio.CancelScope(shield=True):
+        try:
+            await engine.launcher.discard(spare.id)
+        except (LauncherLost, RuntimeError) as err:
+            log.warning("spare.discard_failed", id=spare.id, error=str(err))
+        # remove() retries briefly while v1 tears a cgroup down, so keep it off the event loop.
+        await trio.to_thread.run_sync(spare.cgroup.remove)
+
+
+async def _make_spare(engine: Engine) -> Spare | None:
+    spare_id = secrets.token_hex(32)
+    try:
+        cgroup = engine.cgroups.create(engine.config.cgroup_parent, spare_id, Resources())
+    except Exception as err:  # noqa: BLE001 - creates fork afresh meanwhile
+        log.info("spare.skipped", error=str(err))
+        return None
+    try:
+        with trio.CancelScope(shield=True):
+            await engine.launcher.spare(spare_id, cgroup.membership())
+    except (NotPrepared, LauncherLost, RuntimeError) as err:
+        await discard_spare(engine, Spare(spare_id, cgroup))
+        if isinstance(err, NotPrepared):
+            raise
+        log.info("spare.skipped", error=str(err))
+        return None
+    return Spare(spare_id, cgroup)
