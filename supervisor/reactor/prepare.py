@@ -21,6 +21,7 @@ cgroup to the next daemon's stale-cgroup sweep (reactor/restore.py).
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -29,8 +30,10 @@ import trio
 
 from supervisor.errors import StartFailed
 from supervisor.isolation.cgroups.interface import Cgroup
+from supervisor.isolation.launcher import protocol
 from supervisor.isolation.launcher.client import LauncherLost, NotPrepared
-from supervisor.isolation.launcher.replies import Started
+from supervisor.isolation.launcher.replies import Parked, Started
+from supervisor.isolation.process import GO
 from supervisor.isolation.spec import LaunchSpec
 from supervisor.reactor.container import Container
 from supervisor.reactor.initlayer import with_init_layer
@@ -57,6 +60,8 @@ class Prepared:
     # What it was built from: the container's spec and the host's resolv.conf then.
     spec: ContainerSpec
     resolv_conf: str
+    # Its handles, once parked; ours until a start takes them (or a discard closes them).
+    parked: Parked | None = None
     done: trio.Event = field(default_factory=trio.Event)
     ready: bool = False
     claimed: bool = False
@@ -114,7 +119,7 @@ async def prepare(engine: Engine, container: Container, spare: Spare | None = No
     try:
         # Shielded: once asked, the launcher forks; we must learn of it to discard it.
         with trio.CancelScope(shield=True):
-            await engine.launcher.prepare(launch_spec)
+            ticket.parked = await engine.launcher.prepare(launch_spec)
         ticket.ready = True
     except (StartFailed, NotPrepared, LauncherLost, RuntimeError) as err:
         log.info("container.prepare_failed", id=container.id, error=str(err))
@@ -167,6 +172,22 @@ async def take_prepared(engine: Engine, container: Container) -> tuple[Started, 
     if container.spec != ticket.spec or engine.host_resolv_conf() != ticket.resolv_conf:
         await _discard(engine, container, ticket)
         return None
+    parked = ticket.parked
+    if parked is not None and parked.go_fd is not None:
+        try:
+            # The start itself: its go byte, straight into its pipe. Its checks were made before it
+            # parked, so like `runc start` this returns before the exec (a failing exec is exit 126/127).
+            os.write(parked.go_fd, GO)
+        except OSError:
+            # It died parked (its pipe has no reader): gone the way a discard goes (which closes
+            # its handles), then afresh.
+            await _discard(engine, container, ticket)
+            return None
+        ticket.parked = None
+        protocol.close_quietly(parked.go_fd)
+        _release(container, ticket)
+        log.info("container.started_prepared", id=container.id)
+        return parked.started, ticket.cgroup
     _release(container, ticket)
     try:
         with trio.CancelScope(shield=True):
@@ -209,6 +230,9 @@ def _release(container: Container, ticket: Prepared) -> None:
 
 
 async def _discard(engine: Engine, container: Container, ticket: Prepared) -> None:
+    if ticket.parked is not None:
+        ticket.parked.close()
+        ticket.parked = None
     with trio.CancelScope(shield=True):
         try:
             try:

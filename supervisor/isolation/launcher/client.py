@@ -30,7 +30,9 @@ from supervisor.isolation.launcher.replies import (
     ExecStarted,
     ExitStatus,
     Known,
+    Parked,
     Started,
+    parked_from_reply,
     started_from_reply,
 )
 from supervisor.isolation.launcher.server import lock_path_for
@@ -150,18 +152,15 @@ class LauncherClient:
         """Fork and start `spec`; answered at the process's point of no return before its exec."""
         return started_from_reply(*await self.request("start", spec=spec.to_json()))
 
-    async def prepare(self, spec: LaunchSpec) -> None:
-        """Fork `spec` and park it before its exec, until `go` or `discard` (launcher/containers.py).
+    async def prepare(self, spec: LaunchSpec) -> Parked:
+        """Fork `spec` and park it before its exec, until its go byte or `discard` (launcher/containers.py).
 
         Raises StartFailed as a start would; NotPrepared if this launcher cannot prepare.
         """
         reply, fds = await self.request("prepare", spec=spec.to_json())
-        for fd in fds:
-            protocol.close_quietly(fd)
-        if "error" in reply:
-            if str(reply["error"]).startswith("unknown op"):
-                raise NotPrepared(reply["error"])
-            raise StartFailed(reply["error"], int(reply.get("exit_code", 125)))
+        if str(reply.get("error", "")).startswith("unknown op"):
+            raise NotPrepared(reply["error"])
+        return parked_from_reply(reply, fds)
 
     async def spare(self, cid: str, cgroup: Membership | None) -> None:
         """Fork a spare first process for the container `cid` will be, in its cgroup (launcher/spares.py).

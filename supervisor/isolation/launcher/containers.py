@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import selectors
 import signal
 from collections.abc import Callable
@@ -134,7 +135,8 @@ class Containers:
 
     def wait(self, conn: Any, request_id: Any, cid: str) -> None:
         container = self._by_id.get(cid)
-        if container is None or not container.started:
+        # A parked one may be starting: its go byte comes from the daemon, its `EXECUTING` after.
+        if container is None or not (container.started or container.parked):
             self._reply(conn, request_id, {"error": "unknown container", "unknown": True}, None)
         elif container.finished:
             self._reply(conn, request_id, {"exit": container.exit}, None)
@@ -157,6 +159,11 @@ class Containers:
                 container.start_request = None
             if container.prepare_request and container.prepare_request[0] is conn:
                 container.prepare_request = None
+            if container.owner is conn and container.status_fd is not None:
+                # The closed daemon may have started it just before: an `EXECUTING` waiting in
+                # the status pipe makes it a started container, not a prepared one to kill.
+                if select.select([container.status_fd], [], [], 0)[0]:
+                    self._on_status(container)
             if container.owner is conn:
                 self._kill_prepared(container)
                 self._maybe_finish(container)
@@ -271,12 +278,24 @@ class Containers:
         container.mount_ns = _open_mount_ns(container.pid)
         request, container.prepare_request = container.prepare_request, None
         if request:
-            self._reply(request[0], request[1], {"pid": container.pid}, None)
+            # Its handles now, and a copy of the go pipe: the daemon starts it with one byte of its
+            # own, without a round trip through here (the exec's `EXECUTING` tells us).
+            names, fds = handles(container)
+            if container.go_fd is not None:
+                names.append("go")
+                fds.append(container.go_fd)
+            self._reply(request[0], request[1], {"pid": container.pid, "fds": names}, fds)
         log.info("container.prepared", cid=container.id, pid=container.pid)
 
     def _on_executing(self, container: Container) -> None:
         self._close_status(container)
         container.started = True
+        # Started through its go pipe by the daemon, or by our `go`: either way no longer prepared.
+        container.owner = None
+        container.parked = False
+        if container.go_fd is not None:
+            os.close(container.go_fd)
+            container.go_fd = None
         if container.mount_ns is None:
             container.mount_ns = _open_mount_ns(container.pid)
         request, container.start_request = container.start_request, None

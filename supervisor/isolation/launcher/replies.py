@@ -43,6 +43,26 @@ class Started:
 
 
 @dataclass(frozen=True)
+class Parked:
+    """A prepared container's process, parked before its exec, and its handles from then on.
+
+    Writing the go byte to `go_fd` starts it with no round trip through the
+    launcher (None from a launcher that predates that: its `go` op starts it).
+    The caller owns every descriptor here.
+    """
+
+    started: Started
+    go_fd: int | None
+
+    def close(self) -> None:
+        for fd in (self.started.pidfd, self.started.stdin_fd, self.started.pty_fd, self.go_fd):
+            if fd is not None:
+                protocol.close_quietly(fd)
+        for fd in self.started.outputs.values():
+            protocol.close_quietly(fd)
+
+
+@dataclass(frozen=True)
 class ExecStarted:
     """A process started inside a running container. The caller owns every descriptor here.
 
@@ -81,7 +101,26 @@ def started_from_reply(reply: dict[str, Any], fds: list[int]) -> Started:
         for fd in fds:
             protocol.close_quietly(fd)
         raise StartFailed(reply["error"], int(reply.get("exit_code", 125)))
-    handles = dict(zip(reply["fds"], fds, strict=True))
+    return _started(reply, dict(zip(reply["fds"], fds, strict=True)))
+
+
+def parked_from_reply(reply: dict[str, Any], fds: list[int]) -> Parked:
+    """A prepare's reply; StartFailed as for a start. A launcher that predates handles at prepare
+    time sends none: then the pidfd and the rest come with its `go` reply (`started` is unusable)."""
+    if "error" in reply:
+        for fd in fds:
+            protocol.close_quietly(fd)
+        raise StartFailed(reply["error"], int(reply.get("exit_code", 125)))
+    handles = dict(zip(reply.get("fds", []), fds, strict=True))
+    go_fd = handles.pop("go", None)
+    if "pidfd" not in handles:
+        for fd in handles.values():
+            protocol.close_quietly(fd)
+        return Parked(Started(pid=reply["pid"], pidfd=-1), None)
+    return Parked(_started(reply, handles), go_fd)
+
+
+def _started(reply: dict[str, Any], handles: dict[str, int]) -> Started:
     return Started(
         pid=reply["pid"],
         pidfd=handles["pidfd"],
