@@ -116,6 +116,10 @@ class Daemon:
                 return int(entry.name)
         return None
 
+    def container_dirs(self) -> list[Path]:
+        """Entries of ROOT/containers besides the spare's staging dir (reactor/spare.py)."""
+        return sorted(p for p in (self.root / "containers").iterdir() if not p.name.startswith(".spare-"))
+
     def cgroups_left(self, settle: float = 2.0) -> list[str]:
         """Cgroups under this daemon's parent besides its one spare (reactor/spare.py).
 

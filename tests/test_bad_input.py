@@ -8,7 +8,7 @@ from harness import DOCKER, Daemon
 
 def _nothing_left(daemon: Daemon) -> None:
     assert daemon.api("GET", "/containers/json", query={"all": True}).json() == []
-    assert list((daemon.root / "containers").iterdir()) == []
+    assert daemon.container_dirs() == []
     assert daemon.cgroups_left() == []
 
 

@@ -105,7 +105,7 @@ def test_rm_container_is_gone_at_once_and_its_files_soon_after(clean: Daemon) ->
     assert clean.docker("ps", "-aq").stdout == ""
     again = clean.docker("run", "--rm", "--name", "brief", "busybox", "true")
     assert again.returncode == 0, again.stderr
-    wait_for(lambda: list((clean.root / "containers").iterdir()) == [], timeout=5)
+    wait_for(lambda: clean.container_dirs() == [], timeout=5)
     assert clean.cgroups_left() == []
 
 
@@ -119,7 +119,24 @@ def test_files_of_a_removal_a_crash_cut_short_are_deleted_at_start(fresh_daemon:
     d.start()
     assert d.corral("ps", "-aq").stdout == ""
     assert d.corral("inspect", "retiring").returncode != 0
-    wait_for(lambda: list(containers.iterdir()) == [])
+    wait_for(lambda: d.container_dirs() == [])
     # The name is free again.
     assert d.corral("create", "--name", "retiring", "busybox", "true").returncode == 0
     d.corral("rm", "retiring")
+
+
+def test_the_init_layer_comes_made_ahead_for_the_last_image(clean: Daemon) -> None:
+    assert clean.corral("run", "--rm", "busybox", "true").returncode == 0
+    spare_id, _ = wait_for(lambda: _spare(clean))
+    staging = clean.root / "containers" / f".spare-{spare_id}"
+    wait_for(lambda: (staging / "init" / "etc" / "hostname").exists())
+    container_id = clean.corral("create", "--name", "ahead", "busybox", "sh", "-c", "cat /etc/hostname").stdout.strip()
+    assert container_id == spare_id
+    assert (clean.root / "containers" / container_id / "init" / "etc" / "hostname").is_file()
+    wait_for(lambda: not staging.exists())
+    assert clean.corral("start", "ahead").returncode == 0
+    assert clean.corral("wait", "ahead").stdout.strip() == "0"
+    assert clean.corral("logs", "ahead").stdout == f"{container_id[:12]}\n"
+    # Still the image's part, as an init layer made at start would be: nothing in the diff.
+    assert clean.corral("diff", "ahead").stdout == ""
+    clean.corral("rm", "ahead")

@@ -75,6 +75,9 @@ async def _create_as(
                 layers = await trio.to_thread.run_sync(engine.images.layer_dirs, image)
             spec = await engine.volumes.prepare(spec, image.config, layers, claim)
             files.dir.mkdir(parents=True)
+            if spare is not None:
+                spare.take_init_layer(files.dir, layers)
+            engine.spare.last_layers = tuple(layers)
             create_snapshot(files.dir)
             files.scratch.mkdir()
             files.log.touch(mode=0o640)

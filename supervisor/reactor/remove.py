@@ -11,6 +11,7 @@ removal has been answered.
 from __future__ import annotations
 
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from supervisor.reactor.container import Container
 from supervisor.reactor.events import Event, container_attributes
 from supervisor.reactor.images import release_image
 from supervisor.reactor.prepare import discard_prepared
+from supervisor.reactor.spare import staging_dirs
 from supervisor.reactor.stop import force_stop
 from supervisor.storage.snapshots import remove_snapshot
 
@@ -80,10 +82,13 @@ async def delete_retired(engine: Engine, container: Container) -> None:
 
 
 async def delete_leftovers(engine: Engine) -> None:
-    """At daemon start: the files of containers retired by a daemon that died before deleting them."""
+    """At daemon start: the files of containers retired by a daemon that died before deleting them,
+    and its spare's staging dir (reactor/spare.py)."""
     for retired in engine.store.retired():
         await trio.to_thread.run_sync(_delete_files, retired)
         log.info("container.leftovers_deleted", dir=str(retired))
+    for staging in staging_dirs(engine.store.root):
+        await trio.to_thread.run_sync(partial(shutil.rmtree, staging, ignore_errors=True))
 
 
 def _delete_files(retired: Path) -> None:

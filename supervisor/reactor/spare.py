@@ -8,7 +8,10 @@ the ID the next create will use, makes its cgroup (no limits yet) and asks
 the launcher for a spare process in it (launcher/spares.py). The next
 create takes that ID; its prepare (reactor/prepare.py) writes the
 container's limits into the cgroup and the launcher hands the spare the
-container's LaunchSpec instead of forking.
+container's LaunchSpec instead of forking. The spare also comes with an
+init layer (storage/initlayer.py, a dozen file-system calls) made ahead in
+`containers/.spare-<id>/` over the last create's image, which the create
+moves into place when it uses the same image.
 
 One spare at a time, made `SPARE_DELAY` after the last one was taken, so
 a burst of creates is not slowed by making spares between them (they fork
@@ -20,8 +23,13 @@ when the daemon prepares nothing (`--prepare-window 0`).
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
@@ -30,6 +38,8 @@ import trio
 from supervisor.isolation.cgroups.interface import Cgroup
 from supervisor.isolation.cgroups.resources import Resources
 from supervisor.isolation.launcher.client import LauncherLost, NotPrepared
+from supervisor.reactor.initlayer import with_init_layer
+from supervisor.storage.initlayer import INIT_DIR
 
 if TYPE_CHECKING:
     from supervisor.reactor.engine import Engine
@@ -37,6 +47,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 SPARE_DELAY = 0.05
+STAGING_PREFIX = ".spare-"
 # After a spare could not be made (no launcher, a full pids limit): wait this long before the next try.
 _RETRY_DELAY = 5.0
 
@@ -45,8 +56,21 @@ _RETRY_DELAY = 5.0
 class Spare:
     id: str
     cgroup: Cgroup
+    # An init layer made ahead (storage/initlayer.py) in `staging`, over these image layers: the
+    # last create's image, the likeliest next one.
+    staging: Path | None = None
+    init_over: tuple[Path, ...] = ()
     # Set once a create has passed it on to its prepare task, which then answers for it.
     handed_over: bool = False
+
+    def take_init_layer(self, container_dir: Path, layers: Sequence[Path]) -> None:
+        """Move the init layer made ahead into `container_dir` if it was made over `layers`."""
+        if self.staging is None or tuple(layers) != self.init_over:
+            return
+        try:
+            os.rename(self.staging / INIT_DIR, container_dir / INIT_DIR)
+        except OSError as err:
+            log.info("spare.init_layer_unused", error=str(err))
 
 
 class SpareSlot:
@@ -55,6 +79,8 @@ class SpareSlot:
     def __init__(self) -> None:
         self._ready: Spare | None = None
         self._taken = trio.Event()
+        # The image layers of the last create, for the next spare's init layer.
+        self.last_layers: tuple[Path, ...] = ()
 
     def take(self) -> Spare | None:
         """The spare, now the caller's to use or discard (discard_spare); None if there is none."""
@@ -79,21 +105,33 @@ async def keep_spare(engine: Engine) -> None:
     """The engine's task: keep one spare ready for the next create."""
     if engine.config.prepare_window <= 0:
         return
-    while True:
-        await trio.sleep(SPARE_DELAY)
-        try:
-            spare = await _make_spare(engine)
-        except NotPrepared as err:
-            log.info("spare.unsupported", error=str(err))  # a launcher from before spares
-            return
-        if spare is None:
-            await trio.sleep(_RETRY_DELAY)
-            continue
-        await engine.spare.hold(engine, spare)
+    taken: Spare | None = None
+    try:
+        while True:
+            await trio.sleep(SPARE_DELAY)
+            if taken is not None:
+                # Its create moved the init layer in (or did without) within the delay; a slower
+                # one finds it gone and makes its own.
+                await remove_staging(taken)
+                taken = None
+            try:
+                spare = await _make_spare(engine)
+            except NotPrepared as err:
+                log.info("spare.unsupported", error=str(err))  # a launcher from before spares
+                return
+            if spare is None:
+                await trio.sleep(_RETRY_DELAY)
+                continue
+            await engine.spare.hold(engine, spare)
+            taken = spare
+    finally:
+        if taken is not None:
+            with trio.CancelScope(shield=True):
+                await remove_staging(taken)
 
 
 async def discard_spare(engine: Engine, spare: Spare) -> None:
-    """Kill the spare's process and remove its cgroup; returns once both are gone."""
+    """Kill the spare's process and remove its cgroup and staging dir; returns once all are gone."""
     with trio.CancelScope(shield=True):
         try:
             await engine.launcher.discard(spare.id)
@@ -101,6 +139,18 @@ async def discard_spare(engine: Engine, spare: Spare) -> None:
             log.warning("spare.discard_failed", id=spare.id, error=str(err))
         # remove() retries briefly while v1 tears a cgroup down, so keep it off the event loop.
         await trio.to_thread.run_sync(spare.cgroup.remove)
+        await remove_staging(spare)
+
+
+async def remove_staging(spare: Spare) -> None:
+    """The spare's staging dir, and what a create left of it (an unused init layer)."""
+    if spare.staging is not None:
+        await trio.to_thread.run_sync(partial(shutil.rmtree, spare.staging, ignore_errors=True))
+
+
+def staging_dirs(containers_dir: Path) -> list[Path]:
+    """Staging dirs of spares a daemon that died left behind."""
+    return sorted(p for p in containers_dir.iterdir() if p.name.startswith(STAGING_PREFIX))
 
 
 async def _make_spare(engine: Engine) -> Spare | None:
@@ -119,4 +169,21 @@ async def _make_spare(engine: Engine) -> Spare | None:
             raise
         log.info("spare.skipped", error=str(err))
         return None
-    return Spare(spare_id, cgroup)
+    spare = Spare(spare_id, cgroup)
+    layers = engine.spare.last_layers
+    if layers:
+        spare.staging = engine.store.root / f"{STAGING_PREFIX}{spare_id}"
+        try:
+            await trio.to_thread.run_sync(_make_init_layer, spare.staging, layers)
+            spare.init_over = layers
+        except OSError as err:
+            log.info("spare.init_layer_skipped", error=str(err))
+        except BaseException:
+            await discard_spare(engine, spare)  # the daemon is stopping
+            raise
+    return spare
+
+
+def _make_init_layer(staging: Path, layers: tuple[Path, ...]) -> None:
+    staging.mkdir()
+    with_init_layer(staging, layers)
