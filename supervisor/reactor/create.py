@@ -17,7 +17,6 @@ from supervisor.reactor.names import generate_name, validate_name
 from supervisor.reactor.prepare import discard_prepared, prepare
 from supervisor.reactor.spare import Spare, discard_spare
 from supervisor.storage.images import Image
-from supervisor.storage.snapshots import create_snapshot
 from supervisor.timestamps import now_rfc3339
 
 if TYPE_CHECKING:
@@ -74,13 +73,9 @@ async def _create_as(
             if layers is None:
                 layers = await trio.to_thread.run_sync(engine.images.layer_dirs, image)
             spec = await engine.volumes.prepare(spec, image.config, layers, claim)
-            files.dir.mkdir(parents=True)
-            if spare is not None:
-                spare.take_init_layer(files.dir, layers)
+            if spare is None or not spare.take_dir(files.dir, layers):
+                files.lay_out()
             engine.spare.last_layers = tuple(layers)
-            create_snapshot(files.dir)
-            files.scratch.mkdir()
-            files.log.touch(mode=0o640)
             created = now_rfc3339()
             # No state file yet: a missing one reads as this fresh state (StateStore.load_all).
             container = Container(

@@ -8,10 +8,11 @@ the ID the next create will use, makes its cgroup (no limits yet) and asks
 the launcher for a spare process in it (launcher/spares.py). The next
 create takes that ID; its prepare (reactor/prepare.py) writes the
 container's limits into the cgroup and the launcher hands the spare the
-container's LaunchSpec instead of forking. The spare also comes with an
-init layer (storage/initlayer.py, a dozen file-system calls) made ahead in
-`containers/.spare-<id>/` over the last create's image, which the create
-moves into place when it uses the same image.
+container's LaunchSpec instead of forking. The spare also comes with the
+container's directory laid out in `containers/.spare-<id>/` (snapshot dirs,
+scratch, log) and an init layer (storage/initlayer.py) over the last
+create's image: a dozen file creations the create replaces with one
+rename (dropping the init layer if its image differs).
 
 One spare at a time, made `SPARE_DELAY` after the last one was taken, so
 a burst of creates is not slowed by making spares between them (they fork
@@ -39,6 +40,7 @@ from supervisor.isolation.cgroups.interface import Cgroup
 from supervisor.isolation.cgroups.resources import Resources
 from supervisor.isolation.launcher.client import LauncherLost, NotPrepared
 from supervisor.reactor.initlayer import with_init_layer
+from supervisor.reactor.state import ContainerFiles
 from supervisor.storage.initlayer import INIT_DIR
 
 if TYPE_CHECKING:
@@ -56,21 +58,29 @@ _RETRY_DELAY = 5.0
 class Spare:
     id: str
     cgroup: Cgroup
-    # An init layer made ahead (storage/initlayer.py) in `staging`, over these image layers: the
-    # last create's image, the likeliest next one.
+    # The container's directory laid out ahead (ContainerFiles.lay_out), with an init layer
+    # (storage/initlayer.py) over these image layers: the last create's image, the likeliest next.
     staging: Path | None = None
     init_over: tuple[Path, ...] = ()
     # Set once a create has passed it on to its prepare task, which then answers for it.
     handed_over: bool = False
 
-    def take_init_layer(self, container_dir: Path, layers: Sequence[Path]) -> None:
-        """Move the init layer made ahead into `container_dir` if it was made over `layers`."""
-        if self.staging is None or tuple(layers) != self.init_over:
-            return
+    def take_dir(self, container_dir: Path, layers: Sequence[Path]) -> bool:
+        """Move the directory laid out ahead to `container_dir`; False if there is none to move.
+
+        Its init layer stays only if it was made over `layers` (else the prepare makes one).
+        """
+        if self.staging is None:
+            return False
         try:
-            os.rename(self.staging / INIT_DIR, container_dir / INIT_DIR)
+            os.rename(self.staging, container_dir)
         except OSError as err:
-            log.info("spare.init_layer_unused", error=str(err))
+            log.info("spare.dir_unused", error=str(err))
+            return False
+        self.staging = None
+        if tuple(layers) != self.init_over:
+            shutil.rmtree(container_dir / INIT_DIR, ignore_errors=True)
+        return True
 
 
 class SpareSlot:
@@ -169,21 +179,23 @@ async def _make_spare(engine: Engine) -> Spare | None:
             raise
         log.info("spare.skipped", error=str(err))
         return None
-    spare = Spare(spare_id, cgroup)
+    staging = engine.store.root / f"{STAGING_PREFIX}{spare_id}"
+    spare = Spare(spare_id, cgroup, staging=staging)
     layers = engine.spare.last_layers
-    if layers:
-        spare.staging = engine.store.root / f"{STAGING_PREFIX}{spare_id}"
-        try:
-            await trio.to_thread.run_sync(_make_init_layer, spare.staging, layers)
-            spare.init_over = layers
-        except OSError as err:
-            log.info("spare.init_layer_skipped", error=str(err))
-        except BaseException:
-            await discard_spare(engine, spare)  # the daemon is stopping
-            raise
+    try:
+        await trio.to_thread.run_sync(_lay_out, staging, layers)
+        spare.init_over = layers
+    except OSError as err:
+        log.info("spare.dir_skipped", error=str(err))
+        await remove_staging(spare)
+        spare.staging = None
+    except BaseException:
+        await discard_spare(engine, spare)  # the daemon is stopping
+        raise
     return spare
 
 
-def _make_init_layer(staging: Path, layers: tuple[Path, ...]) -> None:
-    staging.mkdir()
-    with_init_layer(staging, layers)
+def _lay_out(staging: Path, layers: tuple[Path, ...]) -> None:
+    ContainerFiles(staging).lay_out()
+    if layers:
+        with_init_layer(staging, layers)

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from supervisor.reactor.model import ContainerSpec, ContainerState
+from supervisor.storage.snapshots import create_snapshot
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +78,13 @@ class ContainerFiles:
     @property
     def scratch(self) -> Path:
         return self.dir / "scratch"
+
+    def lay_out(self) -> None:
+        """A new container's directory: the snapshot's dirs, the scratch mount point, an empty log."""
+        self.dir.mkdir(parents=True)
+        create_snapshot(self.dir)
+        self.scratch.mkdir()
+        self.log.touch(mode=0o640)
 
 
 RETIRED_PREFIX = ".removed-"
