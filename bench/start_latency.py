@@ -385,7 +385,8 @@ def render_table(scenarios: dict[str, Scenario]) -> str:
                 str(len(s.samples_ms)),
                 fmt(s.median),
                 fmt(s.p90),
-                "-" if ratio is None else f"{ratio:.2f}x",
+                # Three places: 0.205x must not read as 0.20x beside a 0.20x target.
+                "-" if ratio is None else f"{ratio:.3f}x",
                 "-" if s.target is None else f"<= {s.target:.2f}x",
                 note,
             )
