@@ -86,6 +86,10 @@ def launch_spec_for(engine: Engine, container: Container, cgroup: Cgroup, resolv
 async def prepare(engine: Engine, container: Container, spare: Spare | None = None) -> None:
     """The task a create starts: prepare (in `spare`'s cgroup and process, if it has one), then
     discard what no start took in time."""
+    # One schedule point first: the create that started this task starts its config write's thread
+    # at its next one, and that fsync then overlaps the work below instead of waiting for it.
+    await trio.lowlevel.checkpoint()
+    # After it: a create that failed meanwhile has marked the container removed.
     if (
         engine.config.prepare_window <= 0
         or container.prepared is not None
@@ -96,9 +100,6 @@ async def prepare(engine: Engine, container: Container, spare: Spare | None = No
         if spare is not None:
             await discard_spare(engine, spare)
         return
-    # One schedule point first: the create that started this task starts its config write's thread
-    # at its next one, and that fsync then overlaps the work below instead of waiting for it.
-    await trio.lowlevel.checkpoint()
     cgroup = await _cgroup_for(engine, container, spare)
     if cgroup is None:
         return

@@ -120,8 +120,8 @@ async def keep_spare(engine: Engine) -> None:
         while True:
             await trio.sleep(SPARE_DELAY)
             if taken is not None:
-                # Its create moved the init layer in (or did without) within the delay; a slower
-                # one finds it gone and makes its own.
+                # Its create moved the directory in (or did without) within the delay; a slower
+                # one finds it gone and lays out its own.
                 await remove_staging(taken)
                 taken = None
             try:
@@ -153,7 +153,7 @@ async def discard_spare(engine: Engine, spare: Spare) -> None:
 
 
 async def remove_staging(spare: Spare) -> None:
-    """The spare's staging dir, and what a create left of it (an unused init layer)."""
+    """The spare's staging dir, unless a create moved it in as its container's directory."""
     if spare.staging is not None:
         await trio.to_thread.run_sync(partial(shutil.rmtree, spare.staging, ignore_errors=True))
 
