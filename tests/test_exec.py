@@ -228,6 +228,21 @@ async def engine_in_process(base: Path) -> AsyncIterator[Engine]:
         cgroups.remove_parent(base.name)
 
 
+async def test_exec_right_after_the_start_of_a_prepared_container() -> None:
+    # The start is the daemon's own go byte: an exec can reach the launcher before the child's
+    # EXECUTING does, and must wait for it rather than find the container not running.
+    with state_dir() as base:
+        async with engine_in_process(base) as engine:
+            for _ in range(10):
+                container = await engine.create(ContainerSpec(image="busybox", image_id="", cmd=("sleep", "100")))
+                while container.prepared is None or not container.prepared.ready:
+                    await trio.sleep(0.01)
+                await engine.start(container.id)
+                result = await run_in_container(engine, container, ["true"], timeout=5)
+                assert result.exit_code == 0
+                await engine.remove(container.id, force=True)
+
+
 async def test_run_in_container() -> None:
     with state_dir() as base:
         async with engine_in_process(base) as engine:

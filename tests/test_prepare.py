@@ -148,3 +148,4 @@ def test_a_parked_process_holds_no_other_containers_stdin(clean: Daemon) -> None
     assert result.stdout == "through stdin\n", result.stderr
     # cat saw EOF when the client closed its stdin, not when the bystander's window ran out.
     assert time.monotonic() - started < 5
+

@@ -68,6 +68,8 @@ class Container:
     mount_ns: int | None = None
     exit: dict[str, Any] | None = None
     waiters: list[tuple[Any, Any]] = field(default_factory=list)
+    # Requests that need it started (an exec), held while a parked one's go byte is on its way.
+    until_started: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -271,7 +273,19 @@ class Containers:
                 self._reply(request[0], request[1], body, None)
         container.start_request = container.prepare_request = None
         log.info("container.start_failed", cid=container.id, error=failure["message"])
+        container.parked = False
+        self._run_until_started(container)
         self._maybe_finish(container)
+
+    def when_started(self, container: Container, request: Callable[[], None]) -> None:
+        """Run `request` once the parked `container` has started (or failed to); the daemon's start
+        writes the go byte itself, so an exec can come before the child's `EXECUTING` does."""
+        container.until_started.append(request)
+
+    def _run_until_started(self, container: Container) -> None:
+        requests, container.until_started = container.until_started, []
+        for request in requests:
+            request()
 
     def _on_parked(self, container: Container) -> None:
         container.parked = True
@@ -306,6 +320,7 @@ class Containers:
             os.close(container.stdin_write)
             container.stdin_write = None
         log.info("container.exec", cid=container.id, pid=container.pid)
+        self._run_until_started(container)
         self._maybe_finish(container)
 
     def _close_status(self, container: Container) -> None:
@@ -318,6 +333,7 @@ class Containers:
         container.start_failed = True
         container.owner = None
         container.parked = False
+        self._run_until_started(container)
         if container.go_fd is not None:
             os.close(container.go_fd)
             container.go_fd = None

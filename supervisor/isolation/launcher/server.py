@@ -160,6 +160,10 @@ class Launcher:
     def _op_exec(self, conn: _Connection, request_id: Any, message: dict[str, Any]) -> None:
         spec = ExecSpec.from_json(message["spec"])
         container = self._containers.get(spec.container_id)
+        if container is not None and container.parked and container.exit is None:
+            # The daemon only execs into what it started: the go byte is on its way.
+            self._containers.when_started(container, lambda: self._op_exec(conn, request_id, message))
+            return
         if container is None or container.exit is not None or not container.started:
             self._reply(conn, request_id, not_running(spec.container_id))
             return
