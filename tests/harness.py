@@ -111,7 +111,7 @@ class Daemon:
             except OSError:
                 continue
             if b"supervisor.isolation.launcher" in cmdline and str(self.run_dir / "launcher.sock").encode() in cmdline:
-                if _comm(int(entry.name)) == SPARE_COMM:
+                if process_comm(int(entry.name)) == SPARE_COMM:
                     continue  # a spare is a fork of the launcher (launcher/spares.py)
                 return int(entry.name)
         return None
@@ -150,7 +150,7 @@ class Daemon:
                 pids.update(int(line) for line in procs.read_text().split())
             except OSError:
                 return False
-        return len(pids) == 1 and _comm(pids.pop()) == SPARE_COMM
+        return len(pids) == 1 and process_comm(pids.pop()) == SPARE_COMM
 
     # -- clients -----------------------------------------------------------
 
@@ -217,7 +217,8 @@ def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> A
         time.sleep(interval)
 
 
-def _comm(pid: int) -> str:
+def process_comm(pid: int) -> str:
+    """/proc/PID/comm, "" once the process is gone."""
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import DOCKER, SPARE_COMM, Daemon, wait_for
+from harness import DOCKER, SPARE_COMM, Daemon, process_comm, wait_for
 
 needs_docker = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed")
 
@@ -22,16 +22,9 @@ def _spare(d: Daemon) -> tuple[str, int] | None:
             pids = [int(line) for line in procs.read_text().split()]
         except OSError:
             continue
-        if len(pids) == 1 and _comm(pids[0]) == SPARE_COMM:
+        if len(pids) == 1 and process_comm(pids[0]) == SPARE_COMM:
             return procs.parent.name, pids[0]
     return None
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
 
 
 def _netns(pid: int) -> str:
@@ -50,7 +43,7 @@ def test_create_takes_the_spare_and_a_new_one_follows(clean: Daemon) -> None:
     # The container's own limits, written into the spare's cgroup when the create took it.
     limit = Path("/sys/fs/cgroup/memory", clean.cgroup_parent, spare_id, "memory.limit_in_bytes")
     assert int(limit.read_text()) == 32 * 1024 * 1024
-    assert _comm(spare_pid) == "sleep"
+    assert process_comm(spare_pid) == "sleep"
     # Its own hostname, its loopback up ("unknown": lo has no carrier), and pid 1 of its namespace.
     out = clean.corral("exec", "fromspare", "sh", "-c", "hostname; cat /sys/class/net/lo/operstate /proc/1/comm")
     assert out.stdout.split() == [spare_id[:12], "unknown", "sleep"]
