@@ -63,6 +63,12 @@ class Membership:
     v2_dir: str | None
     v1_tasks: tuple[str, ...]
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Membership | None:
+        if data is None:
+            return None
+        return cls(v2_dir=data["v2_dir"], v1_tasks=tuple(data["v1_tasks"]))
+
 
 @dataclass(frozen=True)
 class BindMount:
@@ -141,9 +147,7 @@ class LaunchSpec:
         rootfs = dict(fields["rootfs"])
         rootfs["lowers"] = tuple(rootfs["lowers"])
         fields["rootfs"] = Rootfs(**rootfs)
-        if fields.get("cgroup") is not None:
-            cgroup = dict(fields["cgroup"])
-            fields["cgroup"] = Membership(v2_dir=cgroup["v2_dir"], v1_tasks=tuple(cgroup["v1_tasks"]))
+        fields["cgroup"] = Membership.from_json(fields.get("cgroup"))
         fields["console_size"] = _console_size(fields.get("console_size"))
         for name in ("args", "env", "capabilities", "masked_paths", "readonly_paths"):
             if name in fields:
@@ -185,9 +189,7 @@ class ExecSpec:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ExecSpec:
         fields = known_fields(cls, data)
-        if fields.get("cgroup") is not None:
-            cgroup = dict(fields["cgroup"])
-            fields["cgroup"] = Membership(v2_dir=cgroup["v2_dir"], v1_tasks=tuple(cgroup["v1_tasks"]))
+        fields["cgroup"] = Membership.from_json(fields.get("cgroup"))
         fields["console_size"] = _console_size(fields.get("console_size"))
         for name in ("args", "env", "capabilities"):
             fields[name] = tuple(fields[name])

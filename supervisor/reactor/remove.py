@@ -11,7 +11,6 @@ removal has been answered.
 from __future__ import annotations
 
 import shutil
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +22,8 @@ from supervisor.reactor.container import Container
 from supervisor.reactor.events import Event, container_attributes
 from supervisor.reactor.images import release_image
 from supervisor.reactor.prepare import discard_prepared
-from supervisor.reactor.spare import staging_dirs
+from supervisor.reactor.spare import STAGING_PREFIX
+from supervisor.reactor.state import RETIRED_PREFIX
 from supervisor.reactor.stop import force_stop
 from supervisor.storage.snapshots import remove_snapshot
 
@@ -84,11 +84,9 @@ async def delete_retired(engine: Engine, container: Container) -> None:
 async def delete_leftovers(engine: Engine) -> None:
     """At daemon start: the files of containers retired by a daemon that died before deleting them,
     and its spare's staging dir (reactor/spare.py)."""
-    for retired in engine.store.retired():
-        await trio.to_thread.run_sync(_delete_files, retired)
-        log.info("container.leftovers_deleted", dir=str(retired))
-    for staging in staging_dirs(engine.store.root):
-        await trio.to_thread.run_sync(partial(shutil.rmtree, staging, ignore_errors=True))
+    for leftover in engine.store.leftovers(RETIRED_PREFIX, STAGING_PREFIX):
+        await trio.to_thread.run_sync(_delete_files, leftover)
+        log.info("container.leftovers_deleted", dir=str(leftover))
 
 
 def _delete_files(retired: Path) -> None:

@@ -158,10 +158,6 @@ async def remove_staging(spare: Spare) -> None:
         await trio.to_thread.run_sync(partial(shutil.rmtree, spare.staging, ignore_errors=True))
 
 
-def staging_dirs(containers_dir: Path) -> list[Path]:
-    """Staging dirs of spares a daemon that died left behind."""
-    return sorted(p for p in containers_dir.iterdir() if p.name.startswith(STAGING_PREFIX))
-
 
 async def _make_spare(engine: Engine) -> Spare | None:
     spare_id = secrets.token_hex(32)

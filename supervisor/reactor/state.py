@@ -113,22 +113,22 @@ class StateStore:
     def retired_dir(self, container_id: str) -> Path:
         return self.root / f"{RETIRED_PREFIX}{container_id}"
 
-    def retire(self, container_id: str) -> Path:
+    def retire(self, container_id: str) -> None:
         """Take a removed container's directory out of the store now, its files to be deleted later.
 
         A rename: `load_all` skips the new name, so a daemon that dies before
-        the deletion does not bring the container back; `retired` lists what
+        the deletion does not bring the container back; `leftovers` lists what
         such a death left.
         """
-        retired = self.retired_dir(container_id)
         try:
-            os.rename(self.root / container_id, retired)
+            os.rename(self.root / container_id, self.retired_dir(container_id))
         except FileNotFoundError:
             pass  # never written, or retired already
-        return retired
 
-    def retired(self) -> list[Path]:
-        return sorted(p for p in self.root.iterdir() if p.name.startswith(RETIRED_PREFIX))
+    def leftovers(self, *prefixes: str) -> list[Path]:
+        """Directories beside the containers' whose names start with one of `prefixes` (dot-names,
+        which `load_all` skips)."""
+        return sorted(p for p in self.root.iterdir() if p.name.startswith(prefixes))
 
     def load_all(self) -> Iterator[StoredContainer]:
         for directory in sorted(self.root.iterdir()):

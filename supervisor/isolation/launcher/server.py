@@ -147,8 +147,7 @@ class Launcher:
         self._containers.start(conn, request_id, LaunchSpec.from_json(message["spec"]), prepare=True)
 
     def _op_spare(self, conn: _Connection, request_id: Any, message: dict[str, Any]) -> None:
-        cgroup = message.get("cgroup")
-        membership = Membership(cgroup["v2_dir"], tuple(cgroup["v1_tasks"])) if cgroup else None
+        membership = Membership.from_json(message.get("cgroup"))
         self._containers.spares.fork(conn, request_id, message["cid"], membership)
 
     def _op_discard(self, conn: _Connection, request_id: Any, message: dict[str, Any]) -> None:
