@@ -133,3 +133,96 @@ def test_the_init_layer_comes_made_ahead_for_the_last_image(clean: Daemon) -> No
     # Still the image's part, as an init layer made at start would be: nothing in the diff.
     assert clean.corral("diff", "ahead").stdout == ""
     clean.corral("rm", "ahead")
+
+
+def _tree_ready(pid: int) -> bool:
+    """Whether spare `pid` has pivoted into a tree built ahead: an overlay at its "/"."""
+    try:
+        mounts = Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+    except OSError:
+        return False
+    return any(line.split()[4] == "/" and " - overlay " in line for line in mounts)
+
+
+def _spare_with_tree(d: Daemon) -> tuple[str, int]:
+    spare_id, spare_pid = wait_for(lambda: _spare(d))
+    wait_for(lambda: _tree_ready(spare_pid))
+    return spare_id, spare_pid
+
+
+def test_the_spare_builds_the_last_images_tree_ahead(clean: Daemon) -> None:
+    assert clean.corral("run", "--rm", "busybox", "true").returncode == 0
+    spare_id, spare_pid = _spare_with_tree(clean)
+    assert os.readlink(f"/proc/{spare_pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+    assert clean.corral("run", "-d", "--name", "intree", "busybox", "sleep", "60").returncode == 0
+    info = clean.inspect("intree")
+    assert (info["Id"], info["State"]["Pid"]) == (spare_id, spare_pid)
+    out = clean.corral("exec", "intree", "sh", "-c", "echo made > /made; cat /etc/hostname; hostname; ls /")
+    lines = out.stdout.split()
+    assert lines[:2] == [spare_id[:12], spare_id[:12]]
+    assert {"bin", "etc", "proc", "made"} <= set(lines[2:])
+    # Its overlay's upper dir is the container's own, moved in from the staging dir.
+    assert (clean.root / "containers" / spare_id / "upper" / "made").read_text() == "made\n"
+    # No host path in its mountinfo (the overlay's options name its dirs relative to the state root,
+    # and as they were when mounted: `containers/.spare-<id>/upper`).
+    mounts = clean.corral("exec", "intree", "cat", "/proc/self/mountinfo").stdout
+    assert " / / " in mounts and str(clean.root) not in mounts
+    assert clean.corral("rm", "-f", "intree").returncode == 0
+
+
+def test_a_tree_built_ahead_serves_only_a_container_of_that_tree(clean: Daemon) -> None:
+    made = clean.corral("run", "--name", "marker", "busybox", "sh", "-c", "echo one > /marker")
+    assert made.returncode == 0, made.stderr
+    assert clean.corral("commit", "marker", "marked:1").returncode == 0
+    clean.corral("rm", "marker")
+    clean.corral("run", "--rm", "marked:1", "true")
+
+    # Another hostname: the same tree, its generated files rewritten.
+    spare_id, spare_pid = _spare_with_tree(clean)
+    named = clean.corral("run", "-d", "--name", "named", "--hostname", "other", "marked:1", "sleep", "60")
+    assert named.returncode == 0, named.stderr
+    assert clean.inspect("named")["State"]["Pid"] == spare_pid
+    out = clean.corral("exec", "named", "sh", "-c", "cat /marker /etc/hostname; hostname; grep -c other /etc/hosts")
+    assert out.stdout.split() == ["one", "other", "other", "1"]
+
+    # Another image: a fresh fork into the spare's cgroup, on the right tree.
+    spare_id, spare_pid = _spare_with_tree(clean)
+    plain = clean.corral("run", "-d", "--name", "plain", "busybox", "sleep", "60")
+    assert plain.returncode == 0, plain.stderr
+    info = clean.inspect("plain")
+    assert info["Id"] == spare_id and info["State"]["Pid"] != spare_pid
+    assert clean.corral("exec", "plain", "ls", "/marker").returncode != 0
+
+    # A volume, a tty: trees the spare cannot build ahead.
+    clean.corral("run", "--rm", "marked:1", "true")
+    for name, options in (("withvolume", ["-v", "/data"]), ("withtty", ["-t"])):
+        spare_id, spare_pid = _spare_with_tree(clean)
+        result = clean.corral("run", "-d", "--name", name, *options, "marked:1", "sleep", "60")
+        assert result.returncode == 0, result.stderr
+        info = clean.inspect(name)
+        assert info["Id"] == spare_id and info["State"]["Pid"] != spare_pid
+        assert clean.corral("exec", name, "cat", "/marker").stdout == "one\n"
+        clean.corral("run", "--rm", "marked:1", "true")
+    clean.remove_all()
+    assert clean.corral("rmi", "marked:1").returncode == 0
+
+
+@needs_docker
+def test_a_tree_over_a_layer_unpacked_again_is_not_used(clean: Daemon, tmp_path: Path) -> None:
+    made = clean.docker("run", "--name", "marker", "busybox", "sh", "-c", "echo two > /marker")
+    assert made.returncode == 0, made.stderr
+    assert clean.docker("commit", "marker", "again:1").returncode == 0
+    clean.docker("rm", "marker")
+    assert clean.docker("run", "--rm", "again:1", "true").returncode == 0
+    _, spare_pid = _spare_with_tree(clean)
+    # The same layer at the same path, but not the directory the spare's overlay holds.
+    archive = str(tmp_path / "again.tar")
+    assert clean.docker("save", "-o", archive, "again:1").returncode == 0
+    assert clean.docker("rmi", "again:1").returncode == 0
+    assert clean.docker("load", "-i", archive).returncode == 0
+    result = clean.docker("run", "--name", "again", "again:1", "cat", "/marker")
+    assert (result.returncode, result.stdout) == (0, "two\n"), result.stderr
+    assert clean.inspect("again")["State"]["Pid"] != spare_pid
+    clean.docker("rm", "again")
+    assert clean.docker("rmi", "again:1").returncode == 0
+

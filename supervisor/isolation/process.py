@@ -3,9 +3,9 @@
 Runs in a child of the launcher that is already pid 1 of a new pid
 namespace and in its v2 cgroup: freshly cloned, or a spare cloned ahead
 (launcher/spares.py), which has joined its v1 cgroups and made its
-SPARE_NAMESPACES already. It joins its v1 cgroups (if the host has them),
-unshares the other namespaces, builds the root filesystem, drops
-privileges and execs the user's command.
+SPARE_NAMESPACES already, and maybe its tree (build_tree_ahead). It joins
+its v1 cgroups (if the host has them), unshares the other namespaces,
+builds the root filesystem, drops privileges and execs the user's command.
 
 It talks to the launcher over `status_fd`: any failure before the exec is
 one JSON object (`message`, `exit_code`) and then its exit; `EXECUTING`
@@ -146,6 +146,15 @@ def make_spare_namespaces() -> None:
     _loopback_up()
 
 
+def build_tree_ahead(forecast: LaunchSpec) -> None:
+    """A spare's mount and cgroup namespaces and the tree `forecast` describes, pivoted into.
+
+    The spare is in its cgroups already, so that cgroup is its namespace's root.
+    """
+    syscalls.unshare(syscalls.CLONE_NEWNS | syscalls.CLONE_NEWCGROUP)
+    rootfs.build_rootfs(forecast)
+
+
 @dataclass(frozen=True)
 class Command:
     program: str
@@ -211,23 +220,33 @@ def _park(status_fd: int, go_fd: int, launcher_pidfd: int) -> None:
 
 
 def run_container_process(
-    spec: LaunchSpec, stdio: Stdio, status_fd: int, go: tuple[int, int] | None = None, *, spare: bool = False
+    spec: LaunchSpec,
+    stdio: Stdio,
+    status_fd: int,
+    go: tuple[int, int] | None = None,
+    *,
+    spare: bool = False,
+    built: LaunchSpec | None = None,
 ) -> NoReturn:
     """Never returns: execs the command, or reports why not and exits.
 
     `go` is (go_fd, launcher_pidfd) for a prepared child that parks before its exec.
-    A `spare` (launcher/spares.py) is in its cgroups and SPARE_NAMESPACES already.
+    A `spare` (launcher/spares.py) is in its cgroups and SPARE_NAMESPACES already, and
+    in the tree made for `built` (build_tree_ahead) if one was.
     """
     try:
         _setup_stdio(stdio)
-        if spec.cgroup is not None and not spare:
-            join_v1_cgroups(spec.cgroup.v1_tasks)
-        # The cgroup namespace after the joins, so that the container's cgroup is its root.
-        syscalls.unshare(CONTAINER_NAMESPACES & ~SPARE_NAMESPACES if spare else CONTAINER_NAMESPACES)
-        socket.sethostname(spec.hostname)
-        if not spare:
-            _loopback_up()
-        rootfs.build_rootfs(spec, tty_slave_fd=0 if stdio.tty is not None else None)
+        if built is not None:
+            _enter_built_tree(built, spec)
+        else:
+            if spec.cgroup is not None and not spare:
+                join_v1_cgroups(spec.cgroup.v1_tasks)
+            # The cgroup namespace after the joins, so that the container's cgroup is its root.
+            syscalls.unshare(CONTAINER_NAMESPACES & ~SPARE_NAMESPACES if spare else CONTAINER_NAMESPACES)
+            socket.sethostname(spec.hostname)
+            if not spare:
+                _loopback_up()
+            rootfs.build_rootfs(spec, tty_slave_fd=0 if stdio.tty is not None else None)
         command = _prepare_exec(spec)
         if go is not None:
             _park(status_fd, *go)
@@ -238,6 +257,15 @@ def run_container_process(
     except BaseException as err:  # noqa: BLE001 - anything here must become a start error, never a stray launcher
         _report(status_fd, f"container init: {type(err).__name__}: {err}", 125)
     _exec(command, status_fd)
+
+
+def _enter_built_tree(built: LaunchSpec, spec: LaunchSpec) -> None:
+    # The daemon hands a spare's tree only to a container it fits (reactor/spare.py); a misfit here
+    # is a bug, and a start error is better than a container on the wrong tree.
+    if not rootfs.same_shape(built, spec):
+        raise CorralError("the tree made ahead does not fit this container")
+    socket.sethostname(spec.hostname)
+    rootfs.refresh_etc_files(built, spec)
 
 
 def _report(status_fd: int, message: str, exit_code: int) -> NoReturn:

@@ -275,6 +275,39 @@ def _clone_etc_files(files: tuple[tuple[str, str], ...], scratch: str) -> list[t
     return clones
 
 
+def buildable_ahead(spec: LaunchSpec) -> bool:
+    """Whether `spec`'s tree can be built before its container exists (launcher/spares.py): nothing
+    in it may come from the host after the pivot (binds, whose sources could change meanwhile) or
+    from its start (the pty bound at /dev/console)."""
+    return not spec.binds and not spec.tmpfs and not spec.tty
+
+
+def same_shape(built: LaunchSpec, spec: LaunchSpec) -> bool:
+    """Whether the tree built for `built` has `spec`'s mounts, its generated files' contents aside
+    (refresh_etc_files); its layers and dirs are `same_tree`'s business."""
+    return (
+        buildable_ahead(built)
+        and buildable_ahead(spec)
+        and [target for target, _ in built.etc_files] == [target for target, _ in spec.etc_files]
+        and built.masked_paths == spec.masked_paths
+        and built.readonly_paths == spec.readonly_paths
+    )
+
+
+def same_tree(built: LaunchSpec, spec: LaunchSpec) -> bool:
+    """Whether the tree built for `built` serves `spec`: the same shape over the same overlay."""
+    return same_shape(built, spec) and built.rootfs == spec.rootfs
+
+
+def refresh_etc_files(built: LaunchSpec, spec: LaunchSpec) -> None:
+    """Rewrite the generated files whose contents `spec` wants otherwise, in the tree built for
+    `built`; after the pivot, so their paths resolve inside the container, as their binds did."""
+    for (target, old), (_, new) in zip(built.etc_files, spec.etc_files, strict=True):
+        if new != old:
+            with open(target, "w", encoding="utf-8") as file:
+                file.write(new)
+
+
 def build_rootfs(spec: LaunchSpec, tty_slave_fd: int | None = None) -> None:
     """Mount the container's tree and pivot into it; the caller has its own mount namespace."""
     syscalls.mount(None, "/", None, MS_REC | MS_PRIVATE)

@@ -12,7 +12,12 @@ container's LaunchSpec instead of forking. The spare also comes with the
 container's directory laid out in `containers/.spare-<id>/` (snapshot dirs,
 scratch, log) and an init layer (storage/initlayer.py) over the last
 create's image: a dozen file creations the create replaces with one
-rename (dropping the init layer if its image differs).
+rename (dropping the init layer if its image differs). Over that
+directory the spare's process builds the tree of a plain container of that
+image (overlay, /proc, /dev, /sys, /etc files, masked paths) and pivots
+into it: a create that wants that tree (most `docker run`s of the same
+image) only sets its hostname and execs; the launcher forks afresh for one
+that wants another (launcher/spares.py).
 
 One spare at a time, made `SPARE_DELAY` after the last one was taken, so
 a burst of creates is not slowed by making spares between them (they fork
@@ -39,9 +44,12 @@ import trio
 from supervisor.isolation.cgroups.interface import Cgroup
 from supervisor.isolation.cgroups.resources import Resources
 from supervisor.isolation.launcher.client import LauncherLost, NotPrepared
+from supervisor.isolation.spec import LaunchSpec
 from supervisor.reactor.initlayer import with_init_layer
+from supervisor.reactor.launchspec import build_launch_spec
+from supervisor.reactor.model import ContainerSpec
 from supervisor.reactor.state import ContainerFiles
-from supervisor.storage.initlayer import INIT_DIR
+from supervisor.storage.initlayer import INIT_DIR, init_layer_path
 
 if TYPE_CHECKING:
     from supervisor.reactor.engine import Engine
@@ -158,7 +166,6 @@ async def remove_staging(spare: Spare) -> None:
         await trio.to_thread.run_sync(partial(shutil.rmtree, spare.staging, ignore_errors=True))
 
 
-
 async def _make_spare(engine: Engine) -> Spare | None:
     spare_id = secrets.token_hex(32)
     try:
@@ -166,25 +173,28 @@ async def _make_spare(engine: Engine) -> Spare | None:
     except Exception as err:  # noqa: BLE001 - creates fork afresh meanwhile
         log.info("spare.skipped", error=str(err))
         return None
+    staging = engine.store.root / f"{STAGING_PREFIX}{spare_id}"
+    spare = Spare(spare_id, cgroup, staging=staging)
+    layers = engine.spare.last_layers
+    forecast: tuple[LaunchSpec, LaunchSpec] | None = None
     try:
+        try:
+            await trio.to_thread.run_sync(_lay_out, staging, layers)
+            spare.init_over = layers
+            if layers:
+                forecast = _forecasts(engine, spare.id, spare.cgroup, staging, layers)
+        except OSError as err:
+            log.info("spare.dir_skipped", error=str(err))
+            await remove_staging(spare)
+            spare.staging = None
         with trio.CancelScope(shield=True):
-            await engine.launcher.spare(spare_id, cgroup.membership())
+            await engine.launcher.spare(spare_id, cgroup.membership(), forecast)
     except (NotPrepared, LauncherLost, RuntimeError) as err:
-        await discard_spare(engine, Spare(spare_id, cgroup))
+        await discard_spare(engine, spare)
         if isinstance(err, NotPrepared):
             raise
         log.info("spare.skipped", error=str(err))
         return None
-    staging = engine.store.root / f"{STAGING_PREFIX}{spare_id}"
-    spare = Spare(spare_id, cgroup, staging=staging)
-    layers = engine.spare.last_layers
-    try:
-        await trio.to_thread.run_sync(_lay_out, staging, layers)
-        spare.init_over = layers
-    except OSError as err:
-        log.info("spare.dir_skipped", error=str(err))
-        await remove_staging(spare)
-        spare.staging = None
     except BaseException:
         await discard_spare(engine, spare)  # the daemon is stopping
         raise
@@ -195,3 +205,27 @@ def _lay_out(staging: Path, layers: tuple[Path, ...]) -> None:
     ContainerFiles(staging).lay_out()
     if layers:
         with_init_layer(staging, layers)
+
+
+def _forecasts(
+    engine: Engine, spare_id: str, cgroup: Cgroup, staging: Path, layers: Sequence[Path]
+) -> tuple[LaunchSpec, LaunchSpec]:
+    """The LaunchSpec of a plain container (no mounts, no tty) of `layers` under the spare's ID: as
+    its spare builds the tree ahead, in `staging`; and as its create will ask for it, in its own
+    directory (the launcher hands the tree over only to a spec of that same tree)."""
+    plain = ContainerSpec(image="", image_id="")
+    resolv_conf = engine.host_resolv_conf()
+
+    def in_dir(container_dir: Path) -> LaunchSpec:
+        return build_launch_spec(
+            container_id=spare_id,
+            spec=plain,
+            state_root=engine.config.root,
+            container_dir=container_dir,
+            layers=[*layers, init_layer_path(container_dir)],
+            cgroup=cgroup.membership(),
+            log_path=ContainerFiles(container_dir).log,
+            host_resolv_conf=resolv_conf,
+        )
+
+    return in_dir(staging), in_dir(engine.store.files(spare_id).dir)

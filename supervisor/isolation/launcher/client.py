@@ -162,12 +162,21 @@ class LauncherClient:
             raise NotPrepared(reply["error"])
         return parked_from_reply(reply, fds)
 
-    async def spare(self, cid: str, cgroup: Membership | None) -> None:
+    async def spare(
+        self, cid: str, cgroup: Membership | None, tree: tuple[LaunchSpec, LaunchSpec] | None = None
+    ) -> None:
         """Fork a spare first process for the container `cid` will be, in its cgroup (launcher/spares.py).
 
-        NotPrepared if this launcher cannot; `discard(cid)` kills it.
+        `tree` is (build, serves): the spare builds `build`'s tree ahead and is handed over with it
+        only to a container whose spec has the tree of `serves`. NotPrepared if this launcher
+        cannot; `discard(cid)` kills it.
         """
-        reply, _ = await self.request("spare", cid=cid, cgroup=None if cgroup is None else asdict(cgroup))
+        reply, _ = await self.request(
+            "spare",
+            cid=cid,
+            cgroup=None if cgroup is None else asdict(cgroup),
+            tree=None if tree is None else {"build": tree[0].to_json(), "serves": tree[1].to_json()},
+        )
         if "error" in reply:
             if str(reply["error"]).startswith("unknown op"):
                 raise NotPrepared(reply["error"])

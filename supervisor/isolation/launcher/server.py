@@ -148,7 +148,9 @@ class Launcher:
 
     def _op_spare(self, conn: _Connection, request_id: Any, message: dict[str, Any]) -> None:
         membership = Membership.from_json(message.get("cgroup"))
-        self._containers.spares.fork(conn, request_id, message["cid"], membership)
+        tree = message.get("tree")
+        ahead = (LaunchSpec.from_json(tree["build"]), LaunchSpec.from_json(tree["serves"])) if tree else None
+        self._containers.spares.fork(conn, request_id, message["cid"], membership, ahead)
 
     def _op_discard(self, conn: _Connection, request_id: Any, message: dict[str, Any]) -> None:
         if message["cid"] in self._containers.spares:

@@ -9,8 +9,21 @@ of which holds anything of a container yet, and waits on a socket pair.
 When a `prepare` or `start` comes for that ID, the launcher hands it the
 LaunchSpec and its descriptors instead of forking, and it goes on exactly
 as a freshly forked one does (isolation/process.py): mount and cgroup
-namespaces (never made ahead: a spare's mount namespace would miss what
-the host mounted since), rootfs, user, park or exec.
+namespaces, rootfs, user, park or exec.
+
+Given a tree (`build`, `serves`: a plain container of the last create's
+image, no mounts, no tty), the spare also makes its mount and cgroup
+namespaces and builds that tree ahead, pivoted into (`build` names the
+container's directory while it is still staged; `serves` is the same
+container once its create has moved it into place). It is then handed
+over only to a spec of the same tree (rootfs.same_tree) whose overlay dirs
+are still the ones it mounted (by inode: a layer removed and unpacked
+again at the same path is another directory); it rewrites the generated
+/etc files whose contents differ (another --hostname). Anything else gets
+a fresh fork, once the spare is dead: its overlay has the same upper dir.
+Nothing that could change on the host after the pivot is in such a tree:
+no binds or volumes, whose sources a mount namespace made ahead would
+see as they were.
 
 So the clone of the launcher, the copy-on-write faults that follow it and
 the network namespace are paid while the daemon is idle, not while a
@@ -33,7 +46,14 @@ from typing import Any, NoReturn
 from supervisor.isolation import syscalls
 from supervisor.isolation.launcher import protocol
 from supervisor.isolation.launcher.journal import log
-from supervisor.isolation.process import Stdio, join_v1_cgroups, make_spare_namespaces, run_container_process
+from supervisor.isolation.process import (
+    Stdio,
+    build_tree_ahead,
+    join_v1_cgroups,
+    make_spare_namespaces,
+    run_container_process,
+)
+from supervisor.isolation.rootfs import same_tree
 from supervisor.isolation.spec import LaunchSpec, Membership
 
 SPARE_NAME = b"corral-spare"
@@ -47,6 +67,9 @@ class Spare:
     sock: socket.socket
     cgroup: Membership | None
     owner: Any
+    # With a tree built ahead: the spec of the container it serves, and its dirs' identities (_tree_ids).
+    serves: LaunchSpec | None = None
+    tree_ids: tuple[tuple[int, int], ...] = ()
     # (connection, request id) of `discard` requests, answered once it is reaped.
     waiters: list[tuple[Any, Any]] = field(default_factory=list)
 
@@ -71,9 +94,25 @@ class Spares:
     def __contains__(self, cid: str) -> bool:
         return cid in self._by_cid
 
-    def fork(self, conn: Any, request_id: Any, cid: str, cgroup: Membership | None) -> None:
+    def fork(
+        self,
+        conn: Any,
+        request_id: Any,
+        cid: str,
+        cgroup: Membership | None,
+        tree: tuple[LaunchSpec, LaunchSpec] | None = None,
+    ) -> None:
+        """Clone a spare for `cid` into `cgroup`. With a `tree` (build, serves) it also builds
+        `build`'s tree (its directory laid out already, in a staging dir), which it will be handed
+        with `serves`: the same container's spec once its directory has moved into place."""
         if cid in self._by_cid:
             self._reply(conn, request_id, {"error": f"a spare for {cid} exists already"}, None)
+            return
+        build, serves = tree if tree is not None else (None, None)
+        try:
+            tree_ids = _tree_ids(build) if build is not None else ()
+        except OSError as err:
+            self._reply(conn, request_id, {"error": f"spare: {err}"}, None)
             return
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         cgroup_fd = None
@@ -92,11 +131,11 @@ class Spares:
         if pid == 0:
             try:
                 parent_end.close()
-                _run_spare(child_end, self._launcher_pidfd, cgroup)
+                _run_spare(child_end, self._launcher_pidfd, cgroup, build)
             finally:
                 os._exit(125)
         child_end.close()
-        self._by_cid[cid] = Spare(cid, pid, pidfd, parent_end, cgroup, conn)
+        self._by_cid[cid] = Spare(cid, pid, pidfd, parent_end, cgroup, conn, serves, tree_ids)
         log.info("spare.forked", cid=cid, pid=pid)
         self._reply(conn, request_id, {"pid": pid}, None)
 
@@ -105,8 +144,12 @@ class Spares:
         spare = self._by_cid.pop(spec.id, None)
         if spare is None:
             return None
-        if spare.cgroup != spec.cgroup:
+        if spare.cgroup != spec.cgroup or (spare.serves is not None and not _fits(spare, spec)):
             self._kill(spare)
+            if spare.serves is not None:
+                # Its overlay shares the upper dir the fresh fork mounts; gone once it is a zombie.
+                os.waitid(os.P_PIDFD, spare.pidfd, os.WEXITED | os.WNOWAIT)
+            log.info("spare.unfit", cid=spec.id)
             return None
         fds = [stdio.stdin, stdio.stdout, stdio.stderr, status_w, *([go_r] if go_r is not None else [])]
         handover = Handover(spec, tty=stdio.tty is not None, prepared=go_r is not None)
@@ -171,7 +214,27 @@ class Spares:
         self._dying[spare.pid] = spare
 
 
-def _run_spare(sock: socket.socket, launcher_pidfd: int, cgroup: Membership | None) -> NoReturn:
+def _tree_ids(spec: LaunchSpec) -> tuple[tuple[int, int], ...]:
+    """(st_dev, st_ino) of the overlay's dirs: the same after the staging dir's rename, not for a
+    layer deleted and unpacked again at the same path (an image removed and loaded again)."""
+    rootfs = spec.rootfs
+    stats = (os.stat(os.path.join(rootfs.base, path)) for path in (*rootfs.lowers, rootfs.upper, rootfs.work))
+    return tuple((st.st_dev, st.st_ino) for st in stats)
+
+
+def _fits(spare: Spare, spec: LaunchSpec) -> bool:
+    """Whether the tree `spare` built ahead is `spec`'s, as it is now on disk."""
+    if spare.serves is None or not same_tree(spare.serves, spec):
+        return False
+    try:
+        return _tree_ids(spec) == spare.tree_ids
+    except OSError:
+        return False
+
+
+def _run_spare(
+    sock: socket.socket, launcher_pidfd: int, cgroup: Membership | None, forecast: LaunchSpec | None
+) -> NoReturn:
     """The spare itself: join the cgroup, make what it can ahead, wait to be taken, become the container."""
     signal.set_wakeup_fd(-1)
     for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD):
@@ -183,11 +246,17 @@ def _run_spare(sock: socket.socket, launcher_pidfd: int, cgroup: Membership | No
     if cgroup is not None:
         join_v1_cgroups(cgroup.v1_tasks)
     make_spare_namespaces()
+    if forecast is not None:
+        try:
+            build_tree_ahead(forecast)
+        except BaseException as err:  # noqa: BLE001 - half a tree is no use: exit, and creates fork afresh
+            log.warning("spare.tree_failed", cid=forecast.id, error=f"{type(err).__name__}: {err}")
+            os._exit(125)
     handover, fds = _wait_for_handover(sock, launcher_pidfd)
     stdin, stdout, stderr, status_w, *rest = fds
     stdio = Stdio(stdin, stdout, stderr, tty=stdin if handover.tty else None)
     go = (rest[0], launcher_pidfd) if handover.prepared else None
-    run_container_process(handover.spec, stdio, status_w, go, spare=True)
+    run_container_process(handover.spec, stdio, status_w, go, spare=True, built=forecast)
 
 
 def _wait_for_handover(sock: socket.socket, launcher_pidfd: int) -> tuple[Handover, list[int]]:
