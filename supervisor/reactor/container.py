@@ -78,6 +78,8 @@ class Container:
         self.oom_reported = 0
         # Set by the health monitor's `restart` action: restart after this exit whatever the policy.
         self.restart_requested = False
+        # Set once config.json is fsynced, for a create that answered before that (create.py).
+        self.config_synced: trio.Event | None = None
         # Its process forked ahead of the start and parked (reactor/prepare.py), if any.
         self.prepared: Prepared | None = None
 

@@ -6,6 +6,7 @@ import secrets
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import structlog
 import trio
 
 from supervisor.errors import InvalidArgument
@@ -21,6 +22,8 @@ from supervisor.timestamps import now_rfc3339
 
 if TYPE_CHECKING:
     from supervisor.reactor.engine import Engine
+
+log = structlog.get_logger(__name__)
 
 
 def _validate(engine: Engine, spec: ContainerSpec) -> None:
@@ -82,11 +85,16 @@ async def _create_as(
                 container_id, name, created, spec, ContainerState(), engine.store,
                 on_change=engine.registry.changed.notify,
             )  # fmt: skip
-            # Its process is forked and set up (reactor/prepare.py) while the config is made durable.
+            # Written and renamed: a daemon crash keeps it. Its fsync follows in a worker thread
+            # while the client goes on to its start, which waits for it (start.py): no container
+            # runs on a config a power cut could lose.
+            engine.store.save_config(container_id, name, created, spec, durable=False)
+            container.config_synced = trio.Event()
+            engine.nursery.start_soon(_sync_config, engine, container, container.config_synced)
+            # Its process is forked and set up meanwhile (reactor/prepare.py).
             engine.nursery.start_soon(prepare, engine, container, spare)
             if spare is not None:
                 spare.handed_over = True
-            await trio.to_thread.run_sync(engine.store.save_config, container_id, name, created, spec)
         except BaseException:
             with trio.CancelScope(shield=True):
                 if container is not None:
@@ -98,3 +106,13 @@ async def _create_as(
         engine.registry.add(container)
     engine.events.publish(Event("container", "create", container_id, container_attributes(container)))
     return container
+
+
+async def _sync_config(engine: Engine, container: Container, synced: trio.Event) -> None:
+    try:
+        await trio.to_thread.run_sync(engine.store.sync_config, container.id)
+    except OSError as err:
+        if not container.removed:
+            log.error("container.config_sync_failed", id=container.id, error=str(err))
+    finally:
+        synced.set()

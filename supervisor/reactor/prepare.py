@@ -1,6 +1,6 @@
 """A created container's process, made ahead of its start: runc's create/start split.
 
-While a create makes the container's config durable (in a worker thread),
+Started by a create (while its config's fsync runs in a worker thread),
 a task makes its cgroup and asks the launcher to fork its process and park
 it before the exec (launcher/containers.py): namespaces, rootfs and mounts
 are made while the client is still busy between its create and its start
@@ -86,8 +86,8 @@ def launch_spec_for(engine: Engine, container: Container, cgroup: Cgroup, resolv
 async def prepare(engine: Engine, container: Container, spare: Spare | None = None) -> None:
     """The task a create starts: prepare (in `spare`'s cgroup and process, if it has one), then
     discard what no start took in time."""
-    # One schedule point first: the create that started this task starts its config write's thread
-    # at its next one, and that fsync then overlaps the work below instead of waiting for it.
+    # One schedule point first: the create that started this task answers, and its config's fsync
+    # thread starts, before the work below.
     await trio.lowlevel.checkpoint()
     # After it: a create that failed meanwhile has marked the container removed.
     if (

@@ -26,6 +26,8 @@ async def start_container(engine: Engine, container: Container) -> None:
         if container.state.running:
             raise NotModified("container already started")
         container.backoff = None
+        if container.config_synced is not None:
+            await container.config_synced.wait()
         await launch(engine, container, restart=False)
     engine.nursery.start_soon(supervise, engine, container)
 

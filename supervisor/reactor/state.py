@@ -98,9 +98,19 @@ class StateStore:
     def files(self, container_id: str) -> ContainerFiles:
         return ContainerFiles(self.root / container_id)
 
-    def save_config(self, container_id: str, name: str, created: str, spec: ContainerSpec) -> None:
+    def save_config(
+        self, container_id: str, name: str, created: str, spec: ContainerSpec, *, durable: bool = True
+    ) -> None:
+        """Without `durable` it survives a daemon crash, not yet a power cut: sync_config then."""
         data = {"id": container_id, "name": name, "created": created, "spec": spec.to_json()}
-        write_json_atomic(self.files(container_id).config, data)
+        write_json_atomic(self.files(container_id).config, data, durable=durable)
+
+    def sync_config(self, container_id: str) -> None:
+        fd = os.open(self.files(container_id).config, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def save_state(self, container_id: str, state: ContainerState) -> None:
         # The rename alone survives a daemon crash; after a power cut no container is running
