@@ -106,3 +106,18 @@ def test_corrupt_state_file_is_reported_and_skipped(fresh_daemon: Daemon) -> Non
     assert d.api("GET", f"/containers/{damaged}/json").status == 404
     assert d.inspect("healthy")["State"]["Pid"] == pid
     assert "container.state_unreadable" in d.log_path.read_text()
+
+
+def test_a_container_created_just_before_a_crash_is_kept(fresh_daemon: Daemon) -> None:
+    # The create answers before its config's fsync (a start waits for that): written and
+    # renamed by then, so a daemon killed right after the answer still has it.
+    d = fresh_daemon
+    created = d.corral("create", "--name", "justmade", "busybox", "echo", "kept")
+    assert created.returncode == 0, created.stderr
+    d.kill9()
+    d.start()
+    assert d.inspect("justmade")["Id"] == created.stdout.strip()
+    assert d.corral("start", "justmade").returncode == 0
+    assert d.corral("wait", "justmade").stdout.strip() == "0"
+    assert d.corral("logs", "justmade").stdout == "kept\n"
+    d.corral("rm", "justmade")
