@@ -8,8 +8,10 @@ socket and never looks anything up itself.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
+
+from supervisor.plain import as_dict
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -136,7 +138,7 @@ class LaunchSpec:
     readonly_paths: tuple[str, ...] = READONLY_PATHS
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return as_dict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LaunchSpec:
@@ -184,7 +186,7 @@ class ExecSpec:
     console_size: tuple[int, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return as_dict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ExecSpec:

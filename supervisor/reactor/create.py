@@ -87,10 +87,12 @@ async def _create_as(
             )  # fmt: skip
             # Written and renamed: a daemon crash keeps it. Its fsync follows in a worker thread
             # while the client goes on to its start, which waits for it (start.py): no container
-            # runs on a config a power cut could lose.
+            # runs on a config a power cut could lose. None for an `--rm` one: a power cut ends
+            # its run, and the restore after removes it (its state still says running).
             engine.store.save_config(container_id, name, created, spec, durable=False)
-            container.config_synced = trio.Event()
-            engine.nursery.start_soon(_sync_config, engine, container, container.config_synced)
+            if not spec.auto_remove:
+                container.config_synced = trio.Event()
+                engine.nursery.start_soon(_sync_config, engine, container, container.config_synced)
             # Its process is forked and set up meanwhile (reactor/prepare.py).
             engine.nursery.start_soon(prepare, engine, container, spare)
             if spare is not None:

@@ -9,11 +9,12 @@ them elsewhere.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from supervisor.errors import InvalidArgument
 from supervisor.isolation.cgroups.resources import Resources
+from supervisor.plain import as_dict
 from supervisor.reactor.mountspec import MountSpec
 
 Status = Literal["created", "running", "paused", "restarting", "removing", "exited", "dead"]
@@ -145,7 +146,7 @@ class ContainerSpec:
         return (self.entrypoint or ()) + (self.cmd or ())
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return as_dict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ContainerSpec:
@@ -205,7 +206,7 @@ class ContainerState:
         return replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return as_dict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ContainerState:

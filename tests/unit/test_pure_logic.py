@@ -200,3 +200,23 @@ def test_launch_spec_from_a_newer_daemon_is_accepted() -> None:
     )  # fmt: skip
     data = spec.to_json() | {"a_field_from_the_future": 1}
     assert LaunchSpec.from_json(data) == spec
+
+
+def test_plain_is_asdict_without_copies() -> None:
+    from dataclasses import asdict
+
+    from supervisor.isolation.spec import BindMount, LaunchSpec, Membership, Rootfs
+    from supervisor.plain import as_dict
+    from supervisor.reactor.model import ContainerState
+
+    spec = LaunchSpec(
+        id="c" * 64, args=("true",), env=("A=1",), cwd="/", user="", hostname="h",
+        rootfs=Rootfs("/r", ("l1", "l2"), "u", "w", "m", "s"), log_path="/l", capabilities=("CAP_KILL",),
+        cgroup=Membership("/sys/fs/cgroup/x", ("/t",)), binds=(BindMount("/a", "/b", True),),
+        etc_files=(("/etc/hostname", "h\n"),), console_size=(24, 80),
+    )  # fmt: skip
+    for value in (spec, ContainerSpec(image="i", image_id="d", cmd=("sh",), labels={"k": "v"}), ContainerState()):
+        assert as_dict(value) == asdict(value)
+    assert LaunchSpec.from_json(spec.to_json()) == spec
+    with pytest.raises(TypeError):
+        as_dict(("not", "a", "dataclass"))
