@@ -16,6 +16,7 @@ import posixpath
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from supervisor.cli.client import Client, ClientResponse, StreamingResponse
 from supervisor.cli.context import CliContext, CommandFailed
@@ -31,9 +32,13 @@ from supervisor.cli.copyinfo import (
     split_cp_arg,
 )
 from supervisor.errors import CorralError
-from supervisor.storage.archive import GO_MODE_DEVICE, GO_MODE_SYMLINK, PathStat, tar_stream
-from supervisor.storage.extract import ExtractOptions, extract_tar
 from supervisor.storage.inroot import split_dir_entry
+
+if TYPE_CHECKING:
+    from supervisor.storage.archive import PathStat
+
+# storage.archive and storage.extract are imported where used: with structlog (and the asyncio
+# it imports) they took more than the rest of the CLI's start-up together.
 
 PATH_STAT_HEADER = "x-docker-container-path-stat"
 _CHUNK = 1 << 20
@@ -61,6 +66,9 @@ def cmd_cp(ctx: CliContext, args: argparse.Namespace) -> int:
 
 
 def _from_container(client: Client, container: str, source: str, dest: str, *, follow_link: bool) -> None:
+    from supervisor.storage.archive import GO_MODE_SYMLINK, PathStat
+    from supervisor.storage.extract import ExtractOptions, extract_tar
+
     if dest != "-":
         dest = resolve_local_path(dest)
     rebase = ""
@@ -96,6 +104,8 @@ def _from_container(client: Client, container: str, source: str, dest: str, *, f
 
 
 def _to_container(client: Client, container: str, source: str, dest: str, *, follow_link: bool, archive: bool) -> None:
+    from supervisor.storage.archive import GO_MODE_DEVICE, GO_MODE_SYMLINK
+
     if source != "-":
         source = resolve_local_path(source)
     destination = CopyInfo(dest)
@@ -132,6 +142,8 @@ def _to_container(client: Client, container: str, source: str, dest: str, *, fol
 
 
 def _local_tar(path: str, rebase: str | None) -> Iterator[bytes]:
+    from supervisor.storage.archive import tar_stream
+
     directory, base = split_dir_entry(path)
     root = os.open("/", os.O_PATH | os.O_CLOEXEC)
     try:
@@ -145,6 +157,8 @@ def _local_tar(path: str, rebase: str | None) -> Iterator[bytes]:
 def _stat(client: Client, container: str, path: str) -> PathStat | None:
     """The container path's stat, None when the daemon cannot give one (as the docker CLI, which
     then lets the copy itself report what is wrong)."""
+    from supervisor.storage.archive import PathStat
+
     response = client.request("HEAD", f"/containers/{container}/archive", query={"path": path})
     header = response.headers.get(PATH_STAT_HEADER)
     if not response.ok or not header:
