@@ -157,12 +157,16 @@ def test_the_spare_builds_the_last_images_tree_ahead(clean: Daemon) -> None:
     assert clean.corral("run", "-d", "--name", "intree", "busybox", "sleep", "60").returncode == 0
     info = clean.inspect("intree")
     assert (info["Id"], info["State"]["Pid"]) == (spare_id, spare_pid)
-    out = clean.corral("exec", "intree", "sh", "-c", "echo made > /made; cat /etc/hostname; hostname; ls /")
+    # A new file, and a copy-up (through the overlay's work dir, moved in with the rest).
+    script = "echo made > /made; echo extra >> /etc/group; cat /etc/hostname; hostname; ls /"
+    out = clean.corral("exec", "intree", "sh", "-c", script)
     lines = out.stdout.split()
     assert lines[:2] == [spare_id[:12], spare_id[:12]]
     assert {"bin", "etc", "proc", "made"} <= set(lines[2:])
     # Its overlay's upper dir is the container's own, moved in from the staging dir.
-    assert (clean.root / "containers" / spare_id / "upper" / "made").read_text() == "made\n"
+    upper = clean.root / "containers" / spare_id / "upper"
+    assert (upper / "made").read_text() == "made\n"
+    assert (upper / "etc" / "group").read_text().endswith("extra\n")
     # No host path in its mountinfo (the overlay's options name its dirs relative to the state root,
     # and as they were when mounted: `containers/.spare-<id>/upper`).
     mounts = clean.corral("exec", "intree", "cat", "/proc/self/mountinfo").stdout
