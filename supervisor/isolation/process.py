@@ -260,8 +260,8 @@ def run_container_process(
 
 
 def _enter_built_tree(built: LaunchSpec, spec: LaunchSpec) -> None:
-    # The daemon hands a spare's tree only to a container it fits (reactor/spare.py); a misfit here
-    # is a bug, and a start error is better than a container on the wrong tree.
+    # The launcher hands a spare over with its tree only to a spec of that tree (launcher/spares.py);
+    # a misfit here is a bug, and a start error is better than a container on the wrong tree.
     if not rootfs.same_shape(built, spec):
         raise CorralError("the tree made ahead does not fit this container")
     socket.sethostname(spec.hostname)

@@ -233,7 +233,7 @@ def _fits(spare: Spare, spec: LaunchSpec) -> bool:
 
 
 def _run_spare(
-    sock: socket.socket, launcher_pidfd: int, cgroup: Membership | None, forecast: LaunchSpec | None
+    sock: socket.socket, launcher_pidfd: int, cgroup: Membership | None, build: LaunchSpec | None
 ) -> NoReturn:
     """The spare itself: join the cgroup, make what it can ahead, wait to be taken, become the container."""
     signal.set_wakeup_fd(-1)
@@ -246,17 +246,17 @@ def _run_spare(
     if cgroup is not None:
         join_v1_cgroups(cgroup.v1_tasks)
     make_spare_namespaces()
-    if forecast is not None:
+    if build is not None:
         try:
-            build_tree_ahead(forecast)
+            build_tree_ahead(build)
         except BaseException as err:  # noqa: BLE001 - half a tree is no use: exit, and creates fork afresh
-            log.warning("spare.tree_failed", cid=forecast.id, error=f"{type(err).__name__}: {err}")
+            log.warning("spare.tree_failed", cid=build.id, error=f"{type(err).__name__}: {err}")
             os._exit(125)
     handover, fds = _wait_for_handover(sock, launcher_pidfd)
     stdin, stdout, stderr, status_w, *rest = fds
     stdio = Stdio(stdin, stdout, stderr, tty=stdin if handover.tty else None)
     go = (rest[0], launcher_pidfd) if handover.prepared else None
-    run_container_process(handover.spec, stdio, status_w, go, spare=True, built=forecast)
+    run_container_process(handover.spec, stdio, status_w, go, spare=True, built=build)
 
 
 def _wait_for_handover(sock: socket.socket, launcher_pidfd: int) -> tuple[Handover, list[int]]:
