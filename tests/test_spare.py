@@ -189,24 +189,28 @@ def test_a_tree_built_ahead_serves_only_a_container_of_that_tree(clean: Daemon) 
     out = clean.corral("exec", "named", "sh", "-c", "cat /marker /etc/hostname; hostname; grep -c other /etc/hosts")
     assert out.stdout.split() == ["one", "other", "other", "1"]
 
-    # Another image: a fresh fork into the spare's cgroup, on the right tree.
+    # Another image: the same spare, back out of its tree, on the right one.
     spare_id, spare_pid = _spare_with_tree(clean)
     plain = clean.corral("run", "-d", "--name", "plain", "busybox", "sleep", "60")
     assert plain.returncode == 0, plain.stderr
     info = clean.inspect("plain")
-    assert info["Id"] == spare_id and info["State"]["Pid"] != spare_pid
+    assert (info["Id"], info["State"]["Pid"]) == (spare_id, spare_pid)
     assert clean.corral("exec", "plain", "ls", "/marker").returncode != 0
+    assert clean.corral("exec", "plain", "ls", "/bin/sh").returncode == 0
 
-    # A volume, a tty: trees the spare cannot build ahead.
+    # A volume, a tty: trees the spare cannot build ahead; it builds them once handed over.
     clean.corral("run", "--rm", "marked:1", "true")
     for name, options in (("withvolume", ["-v", "/data"]), ("withtty", ["-t"])):
         spare_id, spare_pid = _spare_with_tree(clean)
         result = clean.corral("run", "-d", "--name", name, *options, "marked:1", "sleep", "60")
         assert result.returncode == 0, result.stderr
         info = clean.inspect(name)
-        assert info["Id"] == spare_id and info["State"]["Pid"] != spare_pid
+        assert (info["Id"], info["State"]["Pid"]) == (spare_id, spare_pid)
         assert clean.corral("exec", name, "cat", "/marker").stdout == "one\n"
         clean.corral("run", "--rm", "marked:1", "true")
+    for name, target in (("withvolume", "/data"), ("withtty", "/dev/console")):
+        mounted = clean.corral("exec", name, "grep", "-c", f" {target} ", "/proc/self/mountinfo")
+        assert mounted.stdout == "1\n", (name, mounted)
     clean.remove_all()
     assert clean.corral("rmi", "marked:1").returncode == 0
 
@@ -224,9 +228,11 @@ def test_a_tree_over_a_layer_unpacked_again_is_not_used(clean: Daemon, tmp_path:
     assert clean.docker("save", "-o", archive, "again:1").returncode == 0
     assert clean.docker("rmi", "again:1").returncode == 0
     assert clean.docker("load", "-i", archive).returncode == 0
-    result = clean.docker("run", "--name", "again", "again:1", "cat", "/marker")
-    assert (result.returncode, result.stdout) == (0, "two\n"), result.stderr
-    assert clean.inspect("again")["State"]["Pid"] != spare_pid
-    clean.docker("rm", "again")
+    result = clean.docker("run", "-d", "--name", "again", "again:1", "sh", "-c", "cat /marker; exec sleep 60")
+    assert result.returncode == 0, result.stderr
+    # The spare, handed over without its tree, built the container's own: the layer as it is now.
+    assert clean.inspect("again")["State"]["Pid"] == spare_pid
+    assert wait_for(lambda: clean.docker("logs", "again").stdout) == "two\n"
+    clean.docker("rm", "-f", "again")
     assert clean.docker("rmi", "again:1").returncode == 0
 

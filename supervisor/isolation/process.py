@@ -146,13 +146,32 @@ def make_spare_namespaces() -> None:
     _loopback_up()
 
 
-def build_tree_ahead(forecast: LaunchSpec) -> None:
+def build_tree_ahead(forecast: LaunchSpec) -> int:
     """A spare's mount and cgroup namespaces and the tree `forecast` describes, pivoted into.
 
-    The spare is in its cgroups already, so that cgroup is its namespace's root.
+    The spare is in its cgroups already, so that cgroup is its namespace's root. Returns a
+    descriptor of the mount namespace it left (the host's, close-on-exec): leave_tree goes back
+    to it if the container it becomes wants another tree.
     """
-    syscalls.unshare(syscalls.CLONE_NEWNS | syscalls.CLONE_NEWCGROUP)
-    rootfs.build_rootfs(forecast)
+    host = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.unshare(syscalls.CLONE_NEWNS | syscalls.CLONE_NEWCGROUP)
+        rootfs.build_rootfs(forecast)
+    except BaseException:
+        os.close(host)
+        raise
+    return host
+
+
+def leave_tree(host_mount_ns: int) -> None:
+    """Back in the host's mount namespace (and its root), as a spare before build_tree_ahead.
+
+    The namespace left had the tree's only reference: it goes, and its overlay with it, before
+    this returns to Python (mounts are released as the syscall returns), so the overlay the
+    container then mounts over the same upper dir is the only one.
+    """
+    syscalls.setns(host_mount_ns, syscalls.CLONE_NEWNS)
+    os.close(host_mount_ns)
 
 
 @dataclass(frozen=True)

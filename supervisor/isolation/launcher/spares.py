@@ -16,14 +16,15 @@ image, no mounts, no tty), the spare also makes its mount and cgroup
 namespaces and builds that tree ahead, pivoted into (`build` names the
 container's directory while it is still staged; `serves` is the same
 container once its create has moved it into place). It is then handed
-over only to a spec of the same tree (rootfs.same_tree) whose overlay dirs
-are still the ones it mounted (by inode: a layer removed and unpacked
-again at the same path is another directory); it rewrites the generated
-/etc files whose contents differ (another --hostname). Anything else gets
-a fresh fork, once the spare is dead: its overlay has the same upper dir.
-Nothing that could change on the host after the pivot is in such a tree:
-no binds or volumes, whose sources a mount namespace made ahead would
-see as they were.
+over with it only to a spec of the same tree (rootfs.same_tree) whose
+overlay dirs are still the ones it mounted (by inode: a layer removed and
+unpacked again at the same path is another directory); it rewrites the
+generated /etc files whose contents differ (another --hostname). Handed
+any other spec, it goes back to the host's mount namespace (it kept a
+descriptor of it), which drops the tree and its overlay, and builds that
+spec's tree as a spare without one does. Nothing that could change on the
+host after the pivot is in a tree built ahead: no binds or volumes, whose
+sources a mount namespace made ahead would see as they were.
 
 So the clone of the launcher, the copy-on-write faults that follow it and
 the network namespace are paid while the daemon is idle, not while a
@@ -50,6 +51,7 @@ from supervisor.isolation.process import (
     Stdio,
     build_tree_ahead,
     join_v1_cgroups,
+    leave_tree,
     make_spare_namespaces,
     run_container_process,
 )
@@ -81,6 +83,8 @@ class Handover:
     spec: LaunchSpec
     tty: bool
     prepared: bool
+    # Whether the tree it built ahead (if any) is `spec`'s (_fits); if not, it builds `spec`'s anew.
+    use_tree: bool = False
 
 
 class Spares:
@@ -144,15 +148,17 @@ class Spares:
         spare = self._by_cid.pop(spec.id, None)
         if spare is None:
             return None
-        if spare.cgroup != spec.cgroup or (spare.serves is not None and not _fits(spare, spec)):
+        if spare.cgroup != spec.cgroup:
             self._kill(spare)
             if spare.serves is not None:
                 # Its overlay shares the upper dir the fresh fork mounts; gone once it is a zombie.
                 os.waitid(os.P_PIDFD, spare.pidfd, os.WEXITED | os.WNOWAIT)
-            log.info("spare.unfit", cid=spec.id)
             return None
+        use_tree = spare.serves is not None and _fits(spare, spec)
+        if spare.serves is not None and not use_tree:
+            log.info("spare.tree_unused", cid=spec.id)
         fds = [stdio.stdin, stdio.stdout, stdio.stderr, status_w, *([go_r] if go_r is not None else [])]
-        handover = Handover(spec, tty=stdio.tty is not None, prepared=go_r is not None)
+        handover = Handover(spec, tty=stdio.tty is not None, prepared=go_r is not None, use_tree=use_tree)
         try:
             spare.sock.sendmsg([pickle.dumps(handover)], protocol.fds_to_ancillary(fds))
         except OSError:
@@ -246,17 +252,22 @@ def _run_spare(
     if cgroup is not None:
         join_v1_cgroups(cgroup.v1_tasks)
     make_spare_namespaces()
+    host_mount_ns = None
     if build is not None:
         try:
-            build_tree_ahead(build)
+            host_mount_ns = build_tree_ahead(build)
         except BaseException as err:  # noqa: BLE001 - half a tree is no use: exit, and creates fork afresh
             log.warning("spare.tree_failed", cid=build.id, error=f"{type(err).__name__}: {err}")
             os._exit(125)
     handover, fds = _wait_for_handover(sock, launcher_pidfd)
+    if host_mount_ns is not None and not handover.use_tree:
+        # Made for another container: back out of it, and on as a spare without a tree.
+        leave_tree(host_mount_ns)
     stdin, stdout, stderr, status_w, *rest = fds
     stdio = Stdio(stdin, stdout, stderr, tty=stdin if handover.tty else None)
     go = (rest[0], launcher_pidfd) if handover.prepared else None
-    run_container_process(handover.spec, stdio, status_w, go, spare=True, built=build)
+    built = build if handover.use_tree else None
+    run_container_process(handover.spec, stdio, status_w, go, spare=True, built=built)
 
 
 def _wait_for_handover(sock: socket.socket, launcher_pidfd: int) -> tuple[Handover, list[int]]:
