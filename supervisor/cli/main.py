@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from supervisor.cli import commit, configs, containers, cp, events, images, run, saveload
-from supervisor.cli import exec as exec_command
-from supervisor.cli import volumes as volume_commands
 from supervisor.cli.client import ClientError, DaemonUnreachable, resolve_socket
 from supervisor.cli.context import CliContext, CommandFailed
 from supervisor.errors import CorralError
+
+# The modules of supervisor.cli that register commands, in `corral --help` order, and which one
+# registers each command: a command's run imports its own module only (their imports were most
+# of the CLI's start-up). tests/unit/test_cli_commands.py keeps the table true.
+COMMAND_MODULES = ("run", "containers", "cp", "exec", "images", "commit", "saveload", "events", "configs", "volumes")
+MODULE_OF_COMMAND = {
+    **dict.fromkeys(("run", "create"), "run"),
+    **dict.fromkeys(("ps", "start", "stop", "restart", "kill", "rm", "logs", "inspect", "wait"), "containers"),
+    **dict.fromkeys(("cp", "export"), "cp"),
+    "exec": "exec",
+    **dict.fromkeys(("images", "tag", "rmi", "history", "image"), "images"),
+    **dict.fromkeys(("commit", "diff", "import"), "commit"),
+    **dict.fromkeys(("save", "load"), "saveload"),
+    "events": "events",
+    **dict.fromkeys(("up", "status", "reload"), "configs"),
+    "volume": "volumes",
+}
 
 
 def cmd_daemon(_ctx: CliContext, args: argparse.Namespace) -> int:
@@ -38,7 +53,8 @@ def cmd_daemon(_ctx: CliContext, args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
+    """The parser with `daemon` and the commands `modules` register (all by default)."""
     parser = argparse.ArgumentParser(prog="corral", description="A container engine and supervisor for one host.")
     parser.add_argument("-H", "--host", help="daemon socket to connect to (unix:///run/corral/corral.sock)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -63,22 +79,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     daemon.set_defaults(func=cmd_daemon)
 
-    run.register(commands)
-    containers.register(commands)
-    cp.register(commands)
-    exec_command.register(commands)
-    images.register(commands)
-    commit.register(commands)
-    saveload.register(commands)
-    events.register(commands)
-    configs.register(commands)
-    volume_commands.register(commands)
+    for module in modules:
+        importlib.import_module(f"supervisor.cli.{module}").register(commands)
     return parser
 
 
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command word of a command line (after the global options); None if there is none."""
+    words = iter(argv)
+    for word in words:
+        if word in ("-H", "--host"):
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """A parser with the command's own module only; every command's for help or a word it does not know."""
+    command = command_of(argv)
+    if command == "daemon":
+        return build_parser(())
+    module = MODULE_OF_COMMAND.get(command or "")
+    return build_parser((module,)) if module is not None else build_parser()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser_for(argv).parse_args(argv)
     try:
         ctx = CliContext(socket=resolve_socket(args.host, os.environ))
         return int(args.func(ctx, args))
