@@ -420,7 +420,8 @@ class Dockerd:
 # -- podman --------------------------------------------------------------
 
 # Paths podman creates on the host whatever its flags say (its blob-info cache on `import`).
-PODMAN_HOST_PATHS = ("/var/lib/containers", "/etc/containers/networks", "/run/containers")
+# Made on first use when missing (runc's state root among them: podman runs runc with the default --root).
+PODMAN_HOST_PATHS = ("/var/lib/containers", "/etc/containers/networks", "/run/containers", "/run/runc")
 
 
 class Podman:

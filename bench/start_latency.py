@@ -48,8 +48,10 @@ from services import (  # noqa: E402
     REPO,
     CorralDaemon,
     Dockerd,
+    Podman,
     RuncBundle,
     ServiceError,
+    busybox_layer_blob,
     processes_mentioning,
     sigterm_as_interrupt,
     wait_gone,
@@ -236,6 +238,23 @@ def measure_end_to_end(
             jobs.append(
                 (scenarios["dockerd_net_none"], [docker, "run", "--rm", "--network", "none", "busybox", "true"], denv)
             )
+
+    podman_path = None if args.skip_podman else shutil.which("podman")
+    if podman_path is None:
+        scenarios["podman"].skipped = "podman skipped (--skip-podman)" if args.skip_podman else "podman not installed"
+    else:
+        podman = Podman(base, f"{base.name}-podman", podman_path)
+        cleanup.append(("podman", podman.stop))
+        try:
+            podman.start()
+            podman.import_image(busybox_layer_blob(corral.root), IMAGE)
+        except ServiceError as err:
+            print(f"podman could not be set up, skipping it: {err}", file=sys.stderr)
+            scenarios["podman"].skipped = f"podman failed: {str(err).splitlines()[0]}"
+        else:
+            meta["podman"] = podman.info
+            argv = podman.argv("run", "--rm", *podman.run_flags(), "busybox", "true")
+            jobs.append((scenarios["podman"], argv, podman.env))
 
     if docker is not None:
         stub_socket = base / "stub.sock"
@@ -440,6 +459,8 @@ def build_scenarios() -> dict[str, Scenario]:
                  baseline="dockerd"),
         Scenario("dockerd_net_none", "end_to_end", "dockerd: docker run --rm --network none busybox true",
                  "docker run --rm --network none busybox true", baseline="dockerd"),
+        Scenario("podman", "end_to_end", "podman: podman run --rm --network none busybox true",
+                 "podman run --rm --network none busybox true (private storage, cgroupfs)", baseline="dockerd"),
         Scenario("docker_floor", "end_to_end", "stub daemon: docker run --rm busybox true (CLI floor)",
                  "docker run --rm busybox true against bench/fake_docker.py", baseline="dockerd"),
         Scenario("launcher", "runtime", "corral launcher: /bin/true (cgroup+start+exit+reap)",
@@ -463,6 +484,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--docker", default=shutil.which("docker"), help="the docker CLI (default: from PATH)")
     parser.add_argument("--skip-dockerd", action="store_true", help="do not start dockerd")
     parser.add_argument("--skip-runc", action="store_true", help="do not compare with runc")
+    parser.add_argument("--skip-podman", action="store_true", help="do not compare with podman")
     parser.add_argument(
         "--profile", action="store_true", help="afterwards, py-spy the daemon and launcher over some docker runs"
     )
@@ -551,9 +573,11 @@ def main() -> int:
     leaks = {} if args.keep else leakcheck.check(base, net_before)
     table = render_table(scenarios)
     print(table)
-    ours, net_none = scenarios["corral_docker"], scenarios["dockerd_net_none"]
+    ours, net_none, podman = scenarios["corral_docker"], scenarios["dockerd_net_none"], scenarios["podman"]
     if ours.median and net_none.median:
         print(f"\ncorral (docker CLI) vs dockerd --network none: {ours.median / net_none.median:.2f}x")
+    if ours.median and podman.median:
+        print(f"corral (docker CLI) vs podman run --network none: {ours.median / podman.median:.2f}x")
     launcher = scenarios["launcher"]
     if launcher.phases_ms and launcher.samples_ms:
         parts = ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in launcher.phases_ms.items() if v)
