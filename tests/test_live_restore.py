@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
+from pathlib import Path
 
 from harness import Daemon, wait_for
 
@@ -121,3 +123,67 @@ def test_a_container_created_just_before_a_crash_is_kept(fresh_daemon: Daemon) -
     assert d.corral("wait", "justmade").stdout.strip() == "0"
     assert d.corral("logs", "justmade").stdout == "kept\n"
     d.corral("rm", "justmade")
+
+
+def _parked_pid(d: Daemon, container_id: str) -> int:
+    """The pid of `container_id`'s prepared process, once the launcher reports it parked."""
+    log = d.run_dir / "launcher.log"
+    wait_for(lambda: any(container_id in line and "container.prepared" in line for line in log.read_text().splitlines()))
+    procs = next(Path("/sys/fs/cgroup").glob(f"**/{d.cgroup_parent}/{container_id}/cgroup.procs"))
+    (pid,) = (int(line) for line in procs.read_text().split())
+    return pid
+
+
+def _started_but_stopped(d: Daemon, name: str) -> tuple[str, int]:
+    """A container the daemon started (its go byte written) whose process has not yet read that byte."""
+    container_id = d.corral("create", "--name", name, "busybox", "sh", "-c", "echo started; exec sleep 60").stdout
+    container_id = container_id.strip()
+    pid = _parked_pid(d, container_id)
+    os.kill(pid, signal.SIGSTOP)
+    # The start writes the go byte itself and answers before the process reads it (direct go).
+    assert d.corral("start", name).returncode == 0
+    return container_id, pid
+
+
+def test_a_start_just_before_a_daemon_crash_goes_on(fresh_daemon: Daemon) -> None:
+    d = fresh_daemon
+    container_id, pid = _started_but_stopped(d, "startedlast")
+    d.kill9()
+    # The launcher sees the daemon go before the process has read its go byte: the byte it adds behind
+    # it does not undo the start. The new daemon's restore waits for the process to say which it did.
+    threading.Timer(1.0, os.kill, (pid, signal.SIGCONT)).start()
+    d.start()
+    state = d.inspect("startedlast")["State"]
+    assert (state["Running"], state["Pid"]) == (True, pid)
+    assert wait_for(lambda: d.corral("logs", "startedlast").stdout) == "started\n"
+    assert d.corral("rm", "-f", "startedlast").returncode == 0
+
+
+def test_a_start_whose_state_the_crash_did_not_write_is_recovered(fresh_daemon: Daemon) -> None:
+    d = fresh_daemon
+    container_id, pid = _started_but_stopped(d, "unwritten")
+    d.kill9()
+    # As if the daemon died between the go byte and the state file saying running.
+    (d.root / "containers" / container_id / "state.json").unlink()
+    os.kill(pid, signal.SIGCONT)
+    d.start()
+    state = d.inspect("unwritten")["State"]
+    assert (state["Status"], state["Pid"]) == ("running", pid)
+    assert "container.start_recovered" in d.log_path.read_text()
+    assert wait_for(lambda: d.corral("logs", "unwritten").stdout) == "started\n"
+    assert d.corral("stop", "-t", "1", "unwritten").returncode == 0
+    assert d.inspect("unwritten")["State"]["Status"] == "exited"
+    assert d.corral("rm", "unwritten").returncode == 0
+
+
+def test_a_prepared_container_never_started_goes_with_its_daemon(fresh_daemon: Daemon) -> None:
+    d = fresh_daemon
+    container_id = d.corral("create", "--name", "neverstarted", "busybox", "sleep", "60").stdout.strip()
+    pid = _parked_pid(d, container_id)
+    d.kill9()
+    wait_for(lambda: not Path(f"/proc/{pid}").exists())
+    d.start()
+    assert d.inspect("neverstarted")["State"]["Status"] == "created"
+    assert d.corral("start", "neverstarted").returncode == 0
+    assert d.inspect("neverstarted")["State"]["Running"] is True
+    assert d.corral("rm", "-f", "neverstarted").returncode == 0

@@ -53,6 +53,9 @@ SPARE_NAMESPACES = syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC | syscalls.CLON
 PARKED = b"R"
 EXECUTING = b"X"
 GO = b"g"
+# What the launcher writes down the go pipe of a parked child whose daemon went away: behind a go
+# byte that daemon wrote (the child starts), or first (the child exits, unstarted).
+NO_GO = b"n"
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1

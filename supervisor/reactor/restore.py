@@ -2,7 +2,10 @@
 
 A container recorded as running that the launcher still has keeps its
 process (same pid) and gets a new supervision task; one that exited while
-no daemon was here gets its real exit status recorded now.
+no daemon was here gets its real exit status recorded now; one the
+launcher runs although its record does not say so (a start the crash cut
+short between its go byte and its state file) is recorded as running and
+adopted the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from supervisor.reactor.cgroup_events import until_empty
 from supervisor.reactor.container import Container, Process
 from supervisor.reactor.remove import delete_leftovers
 from supervisor.reactor.supervise import record_exit, resume_after_exit, supervise
+from supervisor.timestamps import now_rfc3339
 
 if TYPE_CHECKING:
     from supervisor.reactor.engine import Engine
@@ -29,7 +33,15 @@ async def restore_containers(engine: Engine) -> None:
     launcher_has = {k.cid: k for k in await engine.launcher.known()}
     known = set(launcher_has)
     stored_containers = list(engine.store.load_all())
-    await _remove_stale_cgroups(engine, keep={s.id for s in stored_containers if s.state.running})
+    # Started, but the crash came before the state said so: the launcher runs them (a start writes
+    # its go byte before its state file).
+    cut_short = {
+        s.id
+        for s in stored_containers
+        if s.state.status not in ("running", "paused") and s.id in launcher_has and not launcher_has[s.id].finished
+    }
+    running = {s.id for s in stored_containers if s.state.running} | cut_short
+    await _remove_stale_cgroups(engine, keep=running)
     for stored in stored_containers:
         container = Container(
             stored.id,
@@ -41,6 +53,18 @@ async def restore_containers(engine: Engine) -> None:
             on_change=engine.registry.changed.notify,
         )
         engine.registry.add(container)
+        if container.id in cut_short:
+            log.warning("container.start_recovered", id=container.id, pid=launcher_has[container.id].pid)
+            container.transition(
+                container.state.evolve(
+                    status="running",
+                    pid=launcher_has[container.id].pid,
+                    exit_code=0,
+                    error="",
+                    oom_killed=False,
+                    started_at=now_rfc3339(),
+                )
+            )
         if container.state.status == "restarting":
             # The daemon died while it waited to restart this one: it is simply exited.
             container.transition(container.state.evolve(status="exited"))

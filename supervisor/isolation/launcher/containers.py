@@ -35,7 +35,7 @@ from supervisor.isolation.launcher.journal import log
 from supervisor.isolation.launcher.logfile import LogFile
 from supervisor.isolation.launcher.spares import Spares
 from supervisor.isolation.launcher.stdio import open_stdio
-from supervisor.isolation.process import EXECUTING, GO, PARKED, Stdio, run_container_process
+from supervisor.isolation.process import EXECUTING, GO, NO_GO, PARKED, Stdio, run_container_process
 from supervisor.isolation.spec import LaunchSpec
 from supervisor.isolation.syscalls import close_fds_except
 
@@ -70,6 +70,8 @@ class Container:
     waiters: list[tuple[Any, Any]] = field(default_factory=list)
     # Requests that need it started (an exec), held while a parked one's go byte is on its way.
     until_started: list[Callable[[], None]] = field(default_factory=list)
+    # Parked, and its daemon gone: it starts or exits on the byte ahead in its go pipe (release_parked).
+    released: bool = False
 
     @property
     def finished(self) -> bool:
@@ -167,8 +169,11 @@ class Containers:
                 if select.select([container.status_fd], [], [], 0)[0]:
                     self._on_status(container)
             if container.owner is conn:
-                self._kill_prepared(container)
-                self._maybe_finish(container)
+                if container.parked and container.go_fd is not None:
+                    self._release_parked(container)
+                else:
+                    self._kill_prepared(container)
+                    self._maybe_finish(container)
 
     def reaped(self, pid: int, wait_status: int) -> bool:
         """Record a container's exit; False if `pid` is no container of ours."""
@@ -272,7 +277,10 @@ class Containers:
             if request:
                 self._reply(request[0], request[1], body, None)
         container.start_request = container.prepare_request = None
-        log.info("container.start_failed", cid=container.id, error=failure["message"])
+        if container.released:
+            log.info("container.released_unstarted", cid=container.id)
+        else:
+            log.info("container.start_failed", cid=container.id, error=failure["message"])
         container.parked = False
         self._run_until_started(container)
         self._maybe_finish(container)
@@ -328,6 +336,27 @@ class Containers:
             self._selector.unregister(container.status_fd)
             os.close(container.status_fd)
             container.status_fd = None
+
+    def in_limbo(self) -> list[Container]:
+        """Released parked containers whose child has not yet said whether it started."""
+        return [c for c in self._by_id.values() if c.released and c.parked]
+
+    def _release_parked(self, container: Container) -> None:
+        """A parked container whose daemon went away: the daemon may have written its go byte just
+        before (it starts the container itself, launcher/containers.py knows only from `EXECUTING`).
+        NO_GO behind it in the pipe settles it: the child reads the go byte first and starts, or reads
+        NO_GO and exits; its status pipe then says which."""
+        assert container.go_fd is not None
+        container.owner = None
+        container.released = True
+        try:
+            os.write(container.go_fd, NO_GO)
+        except OSError:
+            self._kill_prepared(container)  # it died meanwhile: nothing reads the pipe
+            self._maybe_finish(container)
+            return
+        os.close(container.go_fd)
+        container.go_fd = None
 
     def _kill_prepared(self, container: Container) -> None:
         container.start_failed = True

@@ -185,7 +185,13 @@ class Launcher:
         body = {"pid": container.pid, "finished": container.finished, "exit": container.exit, "fds": names}
         self._reply(conn, request_id, body, fds)
 
-    def _op_list(self, conn: _Connection, request_id: Any, _message: dict[str, Any]) -> None:
+    def _op_list(self, conn: _Connection, request_id: Any, message: dict[str, Any]) -> None:
+        limbo = self._containers.in_limbo()
+        if limbo:
+            # A new daemon's restore asks this first: answered once each released parked container has
+            # started (listed, and adopted) or exited (not), not while it is still neither.
+            self._containers.when_started(limbo[0], lambda: self._op_list(conn, request_id, message))
+            return
         entries = [
             {"cid": c.id, "pid": c.pid, "finished": c.finished, "exit": c.exit} for c in self._containers.started()
         ]
