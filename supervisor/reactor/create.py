@@ -89,7 +89,7 @@ async def _create_as(
             # while the client goes on to its start, which waits for it (start.py): no container
             # runs on a config a power cut could lose. None for an `--rm` one: a power cut ends
             # its run, and the restore after removes it (its state still says running).
-            engine.store.save_config(container_id, name, created, spec, durable=False)
+            engine.store.save_config(container_id, name, created, spec)
             if not spec.auto_remove:
                 container.config_synced = trio.Event()
                 engine.nursery.start_soon(_sync_config, engine, container, container.config_synced)

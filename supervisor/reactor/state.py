@@ -98,12 +98,10 @@ class StateStore:
     def files(self, container_id: str) -> ContainerFiles:
         return ContainerFiles(self.root / container_id)
 
-    def save_config(
-        self, container_id: str, name: str, created: str, spec: ContainerSpec, *, durable: bool = True
-    ) -> None:
-        """Without `durable` it survives a daemon crash, not yet a power cut: sync_config then."""
+    def save_config(self, container_id: str, name: str, created: str, spec: ContainerSpec) -> None:
+        """Survives a daemon crash once it returns; a power cut only after sync_config."""
         data = {"id": container_id, "name": name, "created": created, "spec": spec.to_json()}
-        write_json_atomic(self.files(container_id).config, data, durable=durable)
+        write_json_atomic(self.files(container_id).config, data, durable=False)
 
     def sync_config(self, container_id: str) -> None:
         fd = os.open(self.files(container_id).config, os.O_RDONLY | os.O_CLOEXEC)
