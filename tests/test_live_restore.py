@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -187,3 +188,28 @@ def test_a_prepared_container_never_started_goes_with_its_daemon(fresh_daemon: D
     assert d.corral("start", "neverstarted").returncode == 0
     assert d.inspect("neverstarted")["State"]["Running"] is True
     assert d.corral("rm", "-f", "neverstarted").returncode == 0
+
+
+def test_a_cgroup_half_made_or_half_removed_by_a_killed_daemon_is_swept(fresh_daemon: Daemon) -> None:
+    # A daemon killed while it made (or removed) a cgroup leaves it in some hierarchies only: here
+    # in two v1 ones and not the unified one, with a process inside; or in the unified one only.
+    d = fresh_daemon
+    d.kill9()
+    root = Path("/sys/fs/cgroup")
+    partial_v1 = [root / h / d.cgroup_parent / "half-v1" for h in ("cpu", "memory")]
+    unified_only = root / "unified" / d.cgroup_parent / "half-unified"
+    for directory in [*partial_v1, unified_only]:
+        directory.mkdir(parents=True, exist_ok=True)
+    sleeper = subprocess.Popen(["sleep", "600"])
+    try:
+        for directory in partial_v1:
+            (directory / "cgroup.procs").write_text(str(sleeper.pid))
+        d.start()
+        assert sleeper.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+            sleeper.wait()
+    for directory in [*partial_v1, unified_only]:
+        assert not directory.exists()
+    assert d.corral("run", "--rm", "busybox", "true").returncode == 0

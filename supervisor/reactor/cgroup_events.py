@@ -69,9 +69,9 @@ async def watch_oom(engine: Engine, container: Container, cgroup: Cgroup) -> Non
 async def until_empty(engine: Engine, cgroup: Cgroup) -> None:
     """Return once no process is left in the cgroup (at once if none is)."""
     events = cgroup.events_file()
-    if events is None or not cgroup.is_populated():
-        return
     try:
+        if events is None or not cgroup.is_populated():
+            return
         with engine.inotify.watch(Path(events)) as watch, trio.fail_after(_EMPTY_TIMEOUT):
             while cgroup.is_populated():
                 await watch.wait()

@@ -56,7 +56,12 @@ class V1Cgroup:
 
     @property
     def _unified(self) -> str | None:
-        return None if self.mounts.unified is None else under(self.mounts.unified, self.parts)
+        """The unified dir, None when it is not mounted or not there: a daemon killed while it
+        made or removed a cgroup leaves some of its dirs, and then the v1 ones must do."""
+        if self.mounts.unified is None:
+            return None
+        directory = under(self.mounts.unified, self.parts)
+        return directory if os.path.isdir(directory) else None
 
     def procs_files(self) -> list[str]:
         return [os.path.join(d, PROCS) for d in self.paths.values()]
