@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import time
@@ -18,7 +19,7 @@ from supervisor.errors import Conflict
 from supervisor.isolation.cgroups import detect
 from supervisor.isolation.launcher.client import open_launcher
 from supervisor.reactor.engine import Engine, EngineConfig, open_engine
-from supervisor.reactor.execs import run_in_container
+from supervisor.reactor.execs import ExecCommand, build_exec_spec, run_in_container
 from supervisor.reactor.model import ContainerSpec
 from supervisor.storage.images import ImageStore
 
@@ -276,6 +277,22 @@ async def test_run_in_container() -> None:
             await container.wait_until(lambda c: not c.state.running)
             with pytest.raises(Conflict, match="is not running"):
                 await run_in_container(engine, container, ["true"], timeout=5)
+
+
+async def test_a_launcher_takes_only_a_pidfd_for_a_container_it_does_not_know() -> None:
+    # The pidfd a daemon lends for a container whose launcher died (test_live_restore.py has the
+    # real case); a descriptor that is no pidfd gets the launcher's "not running", nothing else.
+    with state_dir() as base:
+        async with engine_in_process(base) as engine:
+            container = await engine.create(ContainerSpec(image="busybox", image_id="", cmd=("sleep", "100")))
+            await engine.start(container.id)
+            spec = build_exec_spec(container, ExecCommand(argv=("true",)), "e" * 64, detach=True)
+            unknown = dataclasses.replace(spec, container_id="f" * 64)
+            with open("/dev/null", "rb") as not_a_pidfd:
+                with pytest.raises(Conflict, match="is not running"):
+                    await engine.launcher.exec(unknown, container_pidfd=not_a_pidfd.fileno())
+            with pytest.raises(Conflict, match="is not running"):
+                await engine.launcher.exec(unknown)
 
 
 # -- pure parts ------------------------------------------------------------------

@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from harness import Daemon, wait_for
+from harness import DOCKER, Daemon, wait_for
 
 
 def _numbers(text: str) -> list[int]:
@@ -97,6 +97,31 @@ def test_launcher_killed_daemon_adopts_its_containers(fresh_daemon: Daemon) -> N
     assert d.launcher_pid() not in (None, launcher)
 
 
+def test_exec_into_a_container_whose_launcher_died(fresh_daemon: Daemon) -> None:
+    d = fresh_daemon
+    d.corral("run", "-d", "--name", "survivor", "busybox", "sleep", "600")
+    launcher = d.launcher_pid()
+    assert launcher is not None
+    os.kill(launcher, signal.SIGKILL)
+    wait_for(lambda: "container.orphaned" in d.log_path.read_text())
+
+    # A new launcher enters it through the pidfd the daemon lends: output, exit code, stdin.
+    ran = d.corral("exec", "survivor", "sh", "-c", "echo in $(hostname); exit 3")
+    assert ran.returncode == 3 and ran.stdout == f"in {d.inspect('survivor')['Config']['Hostname']}\n", ran.stderr
+    piped = d.corral("exec", "-i", "survivor", "cat", input=b"through stdin\n")
+    assert piped.returncode == 0 and piped.stdout == "through stdin\n", piped.stderr
+    assert d.corral("exec", "-d", "survivor", "sleep", "300").returncode == 0
+    if DOCKER:
+        via_docker = d.docker("exec", "survivor", "cat", "/etc/hostname")
+        assert via_docker.returncode == 0 and via_docker.stdout.strip() == d.inspect("survivor")["Config"]["Hostname"]
+    assert d.launcher_pid() not in (None, launcher)
+
+    # The detached exec dies with the container; the new launcher reaps it.
+    assert d.corral("rm", "-f", "survivor").returncode == 0
+    missing = d.corral("exec", "survivor", "true")
+    assert missing.returncode != 0 and "No such container" in missing.stderr
+
+
 def test_corrupt_state_file_is_reported_and_skipped(fresh_daemon: Daemon) -> None:
     d = fresh_daemon
     d.corral("create", "--name", "damaged", "busybox", "true")
@@ -129,7 +154,9 @@ def test_a_container_created_just_before_a_crash_is_kept(fresh_daemon: Daemon) -
 def _parked_pid(d: Daemon, container_id: str) -> int:
     """The pid of `container_id`'s prepared process, once the launcher reports it parked."""
     log = d.run_dir / "launcher.log"
-    wait_for(lambda: any(container_id in line and "container.prepared" in line for line in log.read_text().splitlines()))
+    wait_for(
+        lambda: any(container_id in line and "container.prepared" in line for line in log.read_text().splitlines())
+    )
     procs = next(Path("/sys/fs/cgroup").glob(f"**/{d.cgroup_parent}/{container_id}/cgroup.procs"))
     (pid,) = (int(line) for line in procs.read_text().split())
     return pid

@@ -32,6 +32,9 @@ class Process:
     pty_fd: int | None = None
     # The output pipes' read ends ("stdout", "stderr"): only read if the launcher dies (orphans.py).
     outputs: dict[str, int] = field(default_factory=dict)
+    # Its launcher died and the daemon inherited it (orphans.py): a new launcher knows it only by
+    # the pidfd the daemon lends it, for an exec.
+    orphaned: bool = False
 
     def close(self) -> None:
         for fd in (self.pidfd, self.stdin_fd, self.pty_fd, *self.outputs.values()):

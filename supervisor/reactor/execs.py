@@ -248,7 +248,17 @@ async def spawn_exec(
     check_running(container)
     exec_id = exec_id or new_exec_id()
     spec = build_exec_spec(container, command, exec_id, detach=detach, console_size=console_size)
-    started = await engine.launcher.exec(spec)
+    process = container.process
+    if process is None or not process.orphaned:
+        started = await engine.launcher.exec(spec)
+    else:
+        # A copy taken now: the supervision task closes its own when the container exits, and the
+        # number could name another process's pidfd by the time the request goes out.
+        lent = os.dup(process.pidfd)
+        try:
+            started = await engine.launcher.exec(spec, container_pidfd=lent)
+        finally:
+            os.close(lent)
     return ExecProcess(engine.launcher, exec_id, started)
 
 

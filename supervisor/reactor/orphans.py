@@ -96,6 +96,7 @@ async def _drain(fd: int, stream: str, logfile: LogFile) -> None:
 async def follow_orphan(engine: Engine, container: Container, process: Process) -> ExitStatus:
     """The container outlived its launcher: keep its log and wait for its exit ourselves."""
     log.warning("container.orphaned", id=container.id, pid=process.pid)
+    process.orphaned = True
     spec = container.spec
     logfile = LogFile(str(container.files.log), spec.log.max_size, spec.log.max_files)
     outputs = dict(process.outputs)

@@ -127,7 +127,9 @@ class LauncherClient:
                 self._pending.clear()
                 log.warning("launcher.lost", pid=self.pid)
 
-    async def request(self, op: str, **fields: Any) -> tuple[dict[str, Any], list[int]]:
+    async def request(
+        self, op: str, send_fds: list[int] | None = None, **fields: Any
+    ) -> tuple[dict[str, Any], list[int]]:
         if self._sock is None and op != "hello":
             await self.connect()
         sock = self._sock
@@ -138,7 +140,8 @@ class LauncherClient:
         self._pending[request_id] = pending
         try:
             async with self._send_lock:
-                await sock.sendmsg([protocol.encode({"id": request_id, "op": op, **fields})])
+                message = protocol.encode({"id": request_id, "op": op, **fields})
+                await sock.sendmsg([message], protocol.fds_to_ancillary(send_fds or []))
             await pending.event.wait()
         except OSError:
             raise LauncherLost("the launcher is gone") from None
@@ -235,8 +238,11 @@ class LauncherClient:
         if "error" in reply:
             raise RuntimeError(reply["error"])
 
-    async def exec(self, spec: ExecSpec) -> ExecStarted:
+    async def exec(self, spec: ExecSpec, container_pidfd: int | None = None) -> ExecStarted:
         """Start `spec` in its running container; answered once the command is exec'd.
+
+        `container_pidfd` is for a container this launcher did not start (its own launcher died):
+        the launcher enters the container through it.
 
         Raises Conflict if the container's process is not running, StartFailed
         (exit code 127 not found, 126 otherwise) if the exec failed. If the
@@ -244,7 +250,8 @@ class LauncherClient:
         forgotten (it may be stuck before its exec, on a container's file).
         """
         try:
-            reply, fds = await self.request("exec", spec=spec.to_json())
+            lent = None if container_pidfd is None else [container_pidfd]
+            reply, fds = await self.request("exec", send_fds=lent, spec=spec.to_json())
         except trio.Cancelled:
             with trio.CancelScope(shield=True), trio.move_on_after(_ABANDON_TIMEOUT):
                 try:

@@ -13,7 +13,9 @@ the reply to `exec` carries the exec's pidfd and the daemon's ends of its
 stdio (stdout and stderr read ends and the stdin write end, or the pty
 master, which the child opens in the container's devpts and sends back on
 its status socket); a detached exec gets /dev/null and hands back only
-the pidfd. The launcher keeps the exit status until the daemon `forget`s
+the pidfd. A container started by a launcher that died is entered
+through the pidfd its daemon (the subreaper that inherited it) lends with
+the request. The launcher keeps the exit status until the daemon `forget`s
 it. An exec is owned by the connection that started it: once that
 daemon is gone nobody can ask for its status, so a finished exec is
 dropped then and a running one when it is reaped. The launcher does not
@@ -284,6 +286,15 @@ class Execs:
 def not_running(container_id: str) -> dict[str, Any]:
     """The reply to an exec into a container whose first process is not (or no longer) running."""
     return {"error": f"Container {container_id} is not running", "not_running": True}
+
+
+def is_pidfd(fd: int) -> bool:
+    """`fd` is a pidfd (anon_inode:[pidfd], or pidfd:[...] where pidfs names it), nothing else."""
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return False
+    return target == "anon_inode:[pidfd]" or target.startswith("pidfd:")
 
 
 def _open_exec_stdio(spec: ExecSpec) -> tuple[Stdio | None, dict[str, int]]:

@@ -21,13 +21,14 @@ import selectors
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from supervisor.isolation import syscalls
 from supervisor.isolation.launcher import protocol
 from supervisor.isolation.launcher.containers import Containers, handles
-from supervisor.isolation.launcher.execs import Execs, not_running
+from supervisor.isolation.launcher.execs import Execs, is_pidfd, not_running
 from supervisor.isolation.launcher.journal import log
 from supervisor.isolation.spec import ExecSpec, LaunchSpec, Membership
 
@@ -110,10 +111,15 @@ class Launcher:
             self._drop_connection(conn)
             return
         message, fds = received
-        for fd in fds:
-            os.close(fd)
+        try:
+            self._dispatch(conn, message, fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _dispatch(self, conn: _Connection, message: dict[str, Any], fds: list[int]) -> None:
         request_id = message.get("id")
-        handler = {
+        handlers: dict[str, Callable[[_Connection, Any, dict[str, Any]], None]] = {
             "hello": self._op_hello,
             "start": self._op_start,
             "prepare": self._op_prepare,
@@ -124,8 +130,9 @@ class Launcher:
             "adopt": self._op_adopt,
             "list": self._op_list,
             "forget": self._op_forget,
-            "exec": self._op_exec,
-        }.get(message.get("op", ""))
+            "exec": lambda c, r, m: self._op_exec(c, r, m, fds),
+        }
+        handler = handlers.get(message.get("op", ""))
         if handler is None:
             self._reply(conn, request_id, {"error": f"unknown op {message.get('op')!r}"})
             return
@@ -158,12 +165,16 @@ class Launcher:
         else:
             self._containers.discard(conn, request_id, message["cid"])
 
-    def _op_exec(self, conn: _Connection, request_id: Any, message: dict[str, Any]) -> None:
+    def _op_exec(self, conn: _Connection, request_id: Any, message: dict[str, Any], fds: list[int]) -> None:
         spec = ExecSpec.from_json(message["spec"])
         container = self._containers.get(spec.container_id)
+        if container is None and fds and is_pidfd(fds[0]):
+            # Started by a launcher that died: the daemon, its subreaper now, lends its pidfd.
+            self._execs.start(conn, request_id, spec, fds[0])
+            return
         if container is not None and container.parked and container.exit is None:
             # The daemon only execs into what it started: the go byte is on its way.
-            self._containers.when_started(container, lambda: self._op_exec(conn, request_id, message))
+            self._containers.when_started(container, lambda: self._op_exec(conn, request_id, message, []))
             return
         if container is None or container.exit is not None or not container.started:
             self._reply(conn, request_id, not_running(spec.container_id))
