@@ -10,13 +10,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import trio
+
 from supervisor.cli.client import Client
 from supervisor.isolation.cgroups import detect
+from supervisor.isolation.launcher.client import open_launcher
+from supervisor.reactor.engine import Engine, EngineConfig, open_engine
+from supervisor.storage.images import ImageStore
 
 REPO = Path(__file__).resolve().parent.parent
 CORRAL = [sys.executable, "-m", "supervisor.cli.main"]
@@ -270,3 +275,24 @@ def argv(*parts: str | Sequence[str]) -> list[str]:
     for part in parts:
         out.extend([part] if isinstance(part, str) else part)
     return out
+
+
+@asynccontextmanager
+async def engine_in_process(base: Path) -> AsyncIterator[Engine]:
+    """The engine without the daemon around it, over a fresh root under `base` (see state_dir)."""
+    root, run_dir = base / "root", base / "run"
+    await trio.to_thread.run_sync(bootstrap, root)
+    run_dir.mkdir()
+    cgroups = detect()
+    try:
+        async with open_launcher(run_dir) as launcher:
+            config = EngineConfig(root=root, run_dir=run_dir, cgroup_parent=base.name)
+            async with open_engine(config, images=ImageStore(root), cgroups=cgroups, launcher=launcher) as engine:
+                try:
+                    yield engine
+                finally:
+                    with trio.CancelScope(shield=True):
+                        for container in engine.containers():
+                            await engine.remove(container.id, force=True)
+    finally:
+        cgroups.remove_parent(base.name)

@@ -6,22 +6,17 @@ import dataclasses
 import os
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-from harness import DOCKER, Daemon, bootstrap, state_dir, wait_for
+from harness import DOCKER, Daemon, engine_in_process, state_dir, wait_for
 
 from supervisor.errors import Conflict
-from supervisor.isolation.cgroups import detect
-from supervisor.isolation.launcher.client import open_launcher
-from supervisor.reactor.engine import Engine, EngineConfig, open_engine
 from supervisor.reactor.execs import ExecCommand, build_exec_spec, run_in_container
 from supervisor.reactor.model import ContainerSpec
-from supervisor.storage.images import ImageStore
 
 needs_docker = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed")
 
@@ -207,26 +202,6 @@ def test_launcher_leaves_after_execs_of_a_lost_daemon(fresh_daemon: Daemon) -> N
 
 
 # -- the engine's primitive, in process ------------------------------------------
-
-
-@asynccontextmanager
-async def engine_in_process(base: Path) -> AsyncIterator[Engine]:
-    root, run_dir = base / "root", base / "run"
-    await trio.to_thread.run_sync(bootstrap, root)
-    run_dir.mkdir()
-    cgroups = detect()
-    try:
-        async with open_launcher(run_dir) as launcher:
-            config = EngineConfig(root=root, run_dir=run_dir, cgroup_parent=base.name)
-            async with open_engine(config, images=ImageStore(root), cgroups=cgroups, launcher=launcher) as engine:
-                try:
-                    yield engine
-                finally:
-                    with trio.CancelScope(shield=True):
-                        for container in engine.containers():
-                            await engine.remove(container.id, force=True)
-    finally:
-        cgroups.remove_parent(base.name)
 
 
 async def test_exec_right_after_the_start_of_a_prepared_container() -> None:

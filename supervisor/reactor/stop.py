@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 DEFAULT_STOP_TIMEOUT = 10
+# How long a SIGKILL waits for the exit to be recorded (moby's daemon.Kill waits as long).
+KILL_WAIT = 10
 
 
 def _send(container: Container, signum: signal.Signals) -> None:
@@ -85,16 +87,24 @@ async def stop_container(
 
 
 async def kill_container(engine: Engine, container: Container, signal_name: str | None = None) -> None:
+    """Send a signal; a SIGKILL (the default) returns once the exit is recorded, as moby's does, so
+    a `docker start` or `inspect` right after a `docker kill` sees the container stopped."""
     signum = parse_signal(signal_name or "SIGKILL")
     if container.state.status == "restarting":
         raise Conflict(
             f"Cannot kill container: {container.id}: Container {container.id} is restarting, "
             "wait until the container is running"
         )
+    if not container.state.running and container.lock.locked():
+        # A start under way (or an exit's clean-up): moby's kill waits on the lock a start holds.
+        with trio.move_on_after(KILL_WAIT):
+            async with container.lock:
+                pass
     if not container.state.running or container.process is None:
         raise Conflict(f"Cannot kill container: {container.id}: Container {container.id} is not running")
     # As moby's killWithSignal: any signal sent by hand stops the restart policy from acting.
     _mark_manually_stopped(container)
+    exits = container.exit_count
     if signum == signal.SIGKILL:
         kill_everything(container)
     else:
@@ -102,6 +112,11 @@ async def kill_container(engine: Engine, container: Container, signal_name: str 
     engine.events.publish(
         Event("container", "kill", container.id, container_attributes(container, signal=str(int(signum))))
     )
+    if signum == signal.SIGKILL:
+        with trio.move_on_after(KILL_WAIT):
+            await wait_for_exit(container, exits)
+        if container.exit_count == exits and not container.removed:
+            log.warning("container.kill_unconfirmed", id=container.id, seconds=KILL_WAIT)
 
 
 async def force_stop(container: Container) -> None:
