@@ -99,6 +99,15 @@ def test_edit_recreates_only_what_changed(clean: Daemon, configs: Path) -> None:
     assert _pid(clean, "alpha") == alpha
 
 
+def test_a_declared_container_is_renamed_in_its_file_only(clean: Daemon, configs: Path) -> None:
+    (configs / "n.toml").write_text(f'[containers.declared]\nimage = "busybox"\ncommand = {SLEEPER}\n')
+    _use(clean, configs)
+    wait_for(lambda: _status(clean).get("declared", {}).get("State") == "running")
+    refused = clean.api("POST", "/containers/declared/rename", query={"name": "other"})
+    assert refused.status == 409 and "n.toml" in refused.message and "rename it there" in refused.message
+    assert clean.inspect("declared")["Name"] == "/declared"
+
+
 def test_api_containers_are_left_alone(clean: Daemon, configs: Path) -> None:
     clean.docker("run", "-d", "--name", "handmade", "busybox", "sleep", "300")
     (configs / "h.toml").write_text('[containers.handmade]\nimage = "busybox"\ncommand = ["sleep", "1"]\n')

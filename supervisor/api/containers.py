@@ -123,6 +123,14 @@ def register(router: Router, engine: Engine) -> None:
     async def attach(request: Request) -> HijackResponse:
         return attach_response(engine.get(request.params["id"]), request, engine.inotify)
 
+    async def top(request: Request) -> JSONResponse:
+        listed = await engine.top(request.params["id"], request.q("ps_args") or "")
+        return JSONResponse({"Titles": listed.titles, "Processes": listed.processes})
+
+    async def rename(request: Request) -> EmptyResponse:
+        await engine.rename(request.params["id"], request.q("name") or "")
+        return EmptyResponse()
+
     async def resize(request: Request) -> EmptyResponse:
         engine.resize(request.params["id"], request.q_int("h", 0), request.q_int("w", 0))
         return EmptyResponse(status=200)
@@ -133,6 +141,8 @@ def register(router: Router, engine: Engine) -> None:
     router.route("POST", "/containers/{id}/start", start)
     router.route("POST", "/containers/{id}/stop", stop)
     router.route("POST", "/containers/{id}/kill", kill)
+    router.route("POST", "/containers/{id}/rename", rename)
+    router.route("GET", "/containers/{id}/top", top)
     router.route("POST", "/containers/{id}/restart", restart)
     router.route("POST", "/containers/{id}/wait", wait)
     router.route("DELETE", "/containers/{id}", remove)

@@ -1,4 +1,4 @@
-"""Container commands: ps, start, stop, kill, rm, logs, inspect, wait."""
+"""Container commands: ps, start, stop, kill, rename, top, rm, logs, inspect, wait."""
 
 from __future__ import annotations
 
@@ -75,6 +75,22 @@ def cmd_kill(ctx: CliContext, args: argparse.Namespace) -> int:
     return for_each(
         ctx, args.containers, lambda client, ref: client.request("POST", f"/containers/{ref}/kill", query=query)
     )
+
+
+def cmd_rename(ctx: CliContext, args: argparse.Namespace) -> int:
+    with ctx.client() as client:
+        response = client.request("POST", f"/containers/{args.container}/rename", query={"name": args.new_name})
+    if not response.ok:
+        raise CommandFailed(f"Error response from daemon: {response.message}", 1)
+    return 0
+
+
+def cmd_top(ctx: CliContext, args: argparse.Namespace) -> int:
+    query = {"ps_args": " ".join(args.ps_args)} if args.ps_args else {}
+    with ctx.client() as client:
+        listed = _check(client.request("GET", f"/containers/{args.container}/top", query=query)).json()
+    table(listed["Titles"], listed["Processes"])
+    return 0
 
 
 def cmd_rm(ctx: CliContext, args: argparse.Namespace) -> int:
@@ -163,6 +179,16 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     kill.add_argument("-s", "--signal", help="signal to send to the container (default KILL)")
     kill.add_argument("containers", nargs="+")
     kill.set_defaults(func=cmd_kill)
+
+    rename = commands.add_parser("rename", help="rename a container")
+    rename.add_argument("container")
+    rename.add_argument("new_name", metavar="NEW_NAME")
+    rename.set_defaults(func=cmd_rename)
+
+    top = commands.add_parser("top", help="display the running processes of a container")
+    top.add_argument("container")
+    top.add_argument("ps_args", nargs=argparse.REMAINDER, metavar="PS OPTIONS")
+    top.set_defaults(func=cmd_top)
 
     rm = commands.add_parser("rm", help="remove one or more containers")
     rm.add_argument("-f", "--force", action="store_true", help="force the removal of a running container")

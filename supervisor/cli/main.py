@@ -19,7 +19,9 @@ from supervisor.errors import CorralError
 COMMAND_MODULES = ("run", "containers", "cp", "exec", "images", "commit", "saveload", "events", "configs", "volumes")
 MODULE_OF_COMMAND = {
     **dict.fromkeys(("run", "create"), "run"),
-    **dict.fromkeys(("ps", "start", "stop", "restart", "kill", "rm", "logs", "inspect", "wait"), "containers"),
+    **dict.fromkeys(
+        ("ps", "start", "stop", "restart", "kill", "rename", "top", "rm", "logs", "inspect", "wait"), "containers"
+    ),
     **dict.fromkeys(("cp", "export"), "cp"),
     "exec": "exec",
     **dict.fromkeys(("images", "tag", "rmi", "history", "image"), "images"),

@@ -34,11 +34,13 @@ from supervisor.reactor.orphans import Reaper
 from supervisor.reactor.reconcile import Reconciler
 from supervisor.reactor.registry import Registry
 from supervisor.reactor.remove import remove_container
+from supervisor.reactor.rename import rename_container
 from supervisor.reactor.restore import restore_containers
 from supervisor.reactor.spare import SpareSlot, keep_spare
 from supervisor.reactor.start import start_or_autoremove
 from supervisor.reactor.state import StateStore
 from supervisor.reactor.stop import kill_container, stop_container
+from supervisor.reactor.top import ProcessList, container_top
 from supervisor.reactor.tty import resize_tty
 from supervisor.reactor.volumes import Volumes
 from supervisor.reactor.wait import Condition, WaitResult, waiter
@@ -144,6 +146,12 @@ class Engine:
             for container in self.registry:
                 if container.state.running:
                     nursery.start_soon(stop_and_settle, container)
+
+    async def rename(self, ref: str, new_name: str) -> None:
+        await rename_container(self, self.get(ref), new_name)
+
+    async def top(self, ref: str, ps_args: str = "") -> ProcessList:
+        return await container_top(self, self.get(ref), ps_args)
 
     async def kill(self, ref: str, signal_name: str | None = None) -> None:
         await kill_container(self, self.get(ref), signal_name)
