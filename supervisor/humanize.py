@@ -39,3 +39,13 @@ def human_size(size: float) -> str:
         size /= 1000
         index += 1
     return f"{size:.4g}{units[index]}"
+
+
+def binary_size(size: float) -> str:
+    """units.BytesSize: binary units, at most four significant digits (docker stats's memory)."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
+    index = 0
+    while size >= 1024 and index < len(units) - 1:
+        size /= 1024
+        index += 1
+    return f"{size:.4g}{units[index]}"

@@ -123,6 +123,17 @@ def register(router: Router, engine: Engine) -> None:
     async def attach(request: Request) -> HijackResponse:
         return attach_response(engine.get(request.params["id"]), request, engine.inotify)
 
+    async def stats(request: Request) -> StreamResponse:
+        samples = engine.stats(
+            request.params["id"], stream=request.q_bool("stream", True), one_shot=request.q_bool("one-shot")
+        )
+
+        async def body() -> AsyncIterator[bytes]:
+            async for sample in samples:
+                yield json.dumps(sample).encode() + b"\n"
+
+        return StreamResponse(body, single=not request.q_bool("stream", True))
+
     async def top(request: Request) -> JSONResponse:
         listed = await engine.top(request.params["id"], request.q("ps_args") or "")
         return JSONResponse({"Titles": listed.titles, "Processes": listed.processes})
@@ -143,6 +154,7 @@ def register(router: Router, engine: Engine) -> None:
     router.route("POST", "/containers/{id}/kill", kill)
     router.route("POST", "/containers/{id}/rename", rename)
     router.route("GET", "/containers/{id}/top", top)
+    router.route("GET", "/containers/{id}/stats", stats)
     router.route("POST", "/containers/{id}/restart", restart)
     router.route("POST", "/containers/{id}/wait", wait)
     router.route("DELETE", "/containers/{id}", remove)

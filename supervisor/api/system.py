@@ -10,6 +10,7 @@ from typing import Any
 from supervisor import __version__
 from supervisor.api.request import Request
 from supervisor.api.responses import JSONResponse, TextResponse
+from supervisor.hostinfo import mem_total
 from supervisor.reactor.engine import Engine
 from supervisor.timestamps import now_rfc3339
 
@@ -36,17 +37,6 @@ def _os_name() -> str:
     except OSError:
         pass
     return "Linux"
-
-
-def _mem_total() -> int:
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as file:
-            for line in file:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 async def ping(_request: Request) -> TextResponse:
@@ -110,7 +100,7 @@ def info_json(engine: Engine) -> dict[str, Any]:
         "OSType": "linux",
         "Architecture": platform.machine(),
         "NCPU": os.cpu_count() or 1,
-        "MemTotal": _mem_total(),
+        "MemTotal": mem_total(),
         "DockerRootDir": str(engine.config.root),
         "Name": socket.gethostname(),
         "Labels": [],

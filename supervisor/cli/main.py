@@ -16,7 +16,19 @@ from supervisor.errors import CorralError
 # The modules of supervisor.cli that register commands, in `corral --help` order, and which one
 # registers each command: a command's run imports its own module only (their imports were most
 # of the CLI's start-up). tests/unit/test_cli_commands.py keeps the table true.
-COMMAND_MODULES = ("run", "containers", "cp", "exec", "images", "commit", "saveload", "events", "configs", "volumes")
+COMMAND_MODULES = (
+    "run",
+    "containers",
+    "cp",
+    "exec",
+    "images",
+    "commit",
+    "saveload",
+    "events",
+    "configs",
+    "volumes",
+    "stats",
+)
 MODULE_OF_COMMAND = {
     **dict.fromkeys(("run", "create"), "run"),
     **dict.fromkeys(
@@ -30,6 +42,7 @@ MODULE_OF_COMMAND = {
     "events": "events",
     **dict.fromkeys(("up", "status", "reload"), "configs"),
     "volume": "volumes",
+    "stats": "stats",
 }
 
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 import trio
@@ -39,6 +40,7 @@ from supervisor.reactor.restore import restore_containers
 from supervisor.reactor.spare import SpareSlot, keep_spare
 from supervisor.reactor.start import start_or_autoremove
 from supervisor.reactor.state import StateStore
+from supervisor.reactor.stats import container_stats
 from supervisor.reactor.stop import kill_container, stop_container
 from supervisor.reactor.top import ProcessList, container_top
 from supervisor.reactor.tty import resize_tty
@@ -149,6 +151,9 @@ class Engine:
 
     async def rename(self, ref: str, new_name: str) -> None:
         await rename_container(self, self.get(ref), new_name)
+
+    def stats(self, ref: str, *, stream: bool, one_shot: bool) -> AsyncIterator[dict[str, Any]]:
+        return container_stats(self.get(ref), stream=stream, one_shot=one_shot)
 
     async def top(self, ref: str, ps_args: str = "") -> ProcessList:
         return await container_top(self, self.get(ref), ps_args)

@@ -72,6 +72,31 @@ def test_stats_from_files(tmp_path: Path) -> None:
     assert cgroup.events_file() == str(tmp_path / "cgroup.events")
 
 
+def test_usage_from_files(tmp_path: Path) -> None:
+    cgroup = fake_cgroup(
+        tmp_path,
+        {
+            "memory.current": "2097152\n",
+            "memory.max": "max\n",
+            "memory.stat": "anon 100\ninactive_file 4096\n",
+            "pids.current": "2\n",
+            "pids.max": "40\n",
+            "cpu.stat": "usage_usec 500\nuser_usec 400\nsystem_usec 100\nnr_periods 9\nnr_throttled 2\nthrottled_usec 40\n",
+            "io.stat": "8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n",
+        },
+    )
+    usage = cgroup.usage()
+    assert (usage.cpu.usage_usec, usage.user_usec, usage.system_usec) == (500, 400, 100)
+    assert (usage.memory, usage.memory_limit, usage.memory_max, usage.memory_failcnt) == (2 * MiB, None, None, None)
+    assert usage.memory_stat == {"anon": 100, "inactive_file": 4096}
+    assert (usage.pids, usage.pids_limit) == (2, 40)
+    assert [(io.op, io.value) for io in usage.io] == [("read", 4096), ("write", 8192)]
+    # A controller the cgroup does not have (no io, no memory files) reads as nothing used.
+    (tmp_path / "bare").mkdir()
+    bare = V2Cgroup(("corral", "y"), str(tmp_path / "bare")).usage()
+    assert (bare.memory, bare.memory_limit, bare.pids, bare.io) == (0, None, 0, ())
+
+
 def test_v2_driver_lifecycle_on_unified(unified_sandbox: Sandbox) -> None:
     box = unified_sandbox
     assert box.driver.version == "2"

@@ -20,6 +20,14 @@ def read_text(path: str) -> str:
         return f.read()
 
 
+def read_or(path: str, default: str) -> str:
+    """The file's text, or `default` when it is not there (a controller the host does not have)."""
+    try:
+        return read_text(path)
+    except FileNotFoundError:
+        return default
+
+
 def read_int(path: str) -> int:
     """An integer file; "max" reads as -1."""
     text = read_text(path).strip()

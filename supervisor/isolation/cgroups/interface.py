@@ -28,6 +28,35 @@ class CpuStats:
 
 
 @dataclass(frozen=True)
+class IoBytes:
+    """Bytes read or written on one block device (`op` "read" or "write")."""
+
+    major: int
+    minor: int
+    op: str
+    value: int
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One sample of what a cgroup uses, as `docker stats` shows it. A limit of None is none set;
+    `memory_max` and `memory_failcnt` only v1 keeps; `memory_stat` is memory.stat as the kernel
+    names its keys (v1 and v2 differ)."""
+
+    cpu: CpuStats
+    user_usec: int
+    system_usec: int
+    memory: int
+    memory_limit: int | None
+    memory_max: int | None
+    memory_failcnt: int | None
+    memory_stat: dict[str, int]
+    pids: int
+    pids_limit: int | None
+    io: tuple[IoBytes, ...]
+
+
+@dataclass(frozen=True)
 class OomSignal:
     """Where the kernel announces OOM in a cgroup, so a watcher needs no polling.
 
@@ -100,6 +129,10 @@ class Cgroup(Protocol):
     def memory_usage(self) -> int: ...
 
     def pids_current(self) -> int: ...
+
+    def usage(self) -> Usage:
+        """CPU, memory, pids and block I/O now; a controller the host lacks reads as zero."""
+        ...
 
     def update(self, resources: Resources) -> None:
         """Write the limits set in `resources`; fields that are None stay as they are."""

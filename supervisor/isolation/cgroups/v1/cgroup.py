@@ -7,14 +7,22 @@ from dataclasses import dataclass
 
 import structlog
 
-from supervisor.isolation.cgroups.fs import read_int, read_pids, read_pids_tree, read_text, remove_dirs
-from supervisor.isolation.cgroups.interface import CpuStats, OomSignal
+from supervisor.isolation.cgroups.fs import (
+    parse_keyed,
+    read_int,
+    read_or,
+    read_pids,
+    read_pids_tree,
+    read_text,
+    remove_dirs,
+)
+from supervisor.isolation.cgroups.interface import CpuStats, OomSignal, Usage
 from supervisor.isolation.cgroups.kill import kill_listed, kill_pids
 from supervisor.isolation.cgroups.limits import write_limits
 from supervisor.isolation.cgroups.mountinfo import CgroupMounts
 from supervisor.isolation.cgroups.paths import display, under
 from supervisor.isolation.cgroups.resources import Resources
-from supervisor.isolation.cgroups.v1 import cpu, freezer, mapping, memory, pids
+from supervisor.isolation.cgroups.v1 import blkio, cpu, freezer, mapping, memory, pids
 from supervisor.isolation.cgroups.v2 import core
 from supervisor.isolation.spec import Membership
 
@@ -159,6 +167,28 @@ class V1Cgroup:
 
     def pids_current(self) -> int:
         return read_int(self._file("pids", pids.CURRENT))
+
+    def usage(self) -> Usage:
+        user, system = cpu.times_usec(self._read_or("cpuacct", cpu.TIMES, ""), os.sysconf("SC_CLK_TCK"))
+        return Usage(
+            cpu=cpu.stats(self._read_or("cpu", cpu.STAT, ""), int(self._read_or("cpuacct", cpu.USAGE, "0"))),
+            user_usec=user,
+            system_usec=system,
+            memory=int(self._read_or("memory", memory.USAGE, "0")),
+            memory_limit=memory.limit_of(self._read_or("memory", memory.LIMIT, str(1 << 62))),
+            memory_max=int(self._read_or("memory", memory.MAX_USAGE, "0")),
+            memory_failcnt=int(self._read_or("memory", memory.FAILCNT, "0")),
+            memory_stat=parse_keyed(self._read_or("memory", memory.STAT, "")),
+            pids=int(self._read_or("pids", pids.CURRENT, "0")),
+            pids_limit=pids.limit_of(self._read_or("pids", pids.MAX, "max")),
+            io=blkio.service_bytes(self._read_or("blkio", blkio.SERVICE_BYTES, "")),
+        )
+
+    def _read_or(self, controller: str, name: str, default: str) -> str:
+        try:
+            return read_or(self._file(controller, name), default)
+        except FileNotFoundError:  # the hierarchy is not mounted
+            return default
 
     def update(self, resources: Resources) -> None:
         memory_dir = self.controller_dir("memory")

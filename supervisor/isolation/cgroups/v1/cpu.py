@@ -11,6 +11,7 @@ QUOTA = "cpu.cfs_quota_us"
 SHARES = "cpu.shares"
 STAT = "cpu.stat"
 USAGE = "cpuacct.usage"  # nanoseconds
+TIMES = "cpuacct.stat"  # user and system, in clock ticks
 
 
 def files(resources: Resources) -> dict[str, str]:
@@ -35,3 +36,10 @@ def stats(cpu_stat_text: str, usage_ns: int) -> CpuStats:
         nr_throttled=stat.get("nr_throttled", 0),
         throttled_usec=stat.get("throttled_time", 0) // 1000,
     )
+
+
+def times_usec(cpuacct_stat_text: str, ticks_per_second: int) -> tuple[int, int]:
+    """(user, system) microseconds from cpuacct.stat, which counts clock ticks (pure)."""
+    stat = parse_keyed(cpuacct_stat_text)
+    scale = 1_000_000 // ticks_per_second
+    return stat.get("user", 0) * scale, stat.get("system", 0) * scale

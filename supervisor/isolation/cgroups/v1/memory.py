@@ -10,6 +10,11 @@ from supervisor.isolation.cgroups.resources import Resources
 LIMIT = "memory.limit_in_bytes"
 MEMSW = "memory.memsw.limit_in_bytes"
 USAGE = "memory.usage_in_bytes"
+MAX_USAGE = "memory.max_usage_in_bytes"
+FAILCNT = "memory.failcnt"
+STAT = "memory.stat"
+# What memory.limit_in_bytes reads when no limit is set (the page counter's maximum, page aligned).
+_NO_LIMIT_FROM = 1 << 62
 OOM_CONTROL = "memory.oom_control"
 
 
@@ -43,3 +48,9 @@ def write_order(files: Mapping[str, str], current_limit: int) -> list[tuple[str,
 def oom_kills(oom_control_text: str) -> int:
     """The `oom_kill` count in memory.oom_control (pure); 0 on kernels without it."""
     return parse_keyed(oom_control_text).get("oom_kill", 0)
+
+
+def limit_of(limit_text: str) -> int | None:
+    """memory.limit_in_bytes as a limit, None when none is set (pure)."""
+    value = int(limit_text)
+    return None if value >= _NO_LIMIT_FROM else value

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import structlog
 
-from supervisor.isolation.cgroups.fs import read_int, read_pids, read_text, remove_dirs
-from supervisor.isolation.cgroups.interface import CpuStats, OomSignal
+from supervisor.isolation.cgroups.fs import parse_keyed, read_int, read_or, read_pids, read_text, remove_dirs
+from supervisor.isolation.cgroups.interface import CpuStats, OomSignal, Usage
 from supervisor.isolation.cgroups.limits import write_limits
 from supervisor.isolation.cgroups.paths import display
 from supervisor.isolation.cgroups.resources import Resources
-from supervisor.isolation.cgroups.v2 import core, cpu, mapping, memory, pids
+from supervisor.isolation.cgroups.v2 import core, cpu, io, mapping, memory, pids
 from supervisor.isolation.spec import Membership
 
 log = structlog.get_logger(__name__)
@@ -75,6 +75,23 @@ class V2Cgroup:
 
     def pids_current(self) -> int:
         return read_int(self._file(pids.CURRENT))
+
+    def usage(self) -> Usage:
+        cpu_stat = read_or(self._file(cpu.STAT), "")
+        user, system = cpu.times_usec(cpu_stat)
+        return Usage(
+            cpu=cpu.stats(cpu_stat),
+            user_usec=user,
+            system_usec=system,
+            memory=int(read_or(self._file(memory.CURRENT), "0")),
+            memory_limit=memory.limit_of(read_or(self._file(memory.MAX), "max")),
+            memory_max=None,
+            memory_failcnt=None,
+            memory_stat=parse_keyed(read_or(self._file(memory.STAT), "")),
+            pids=int(read_or(self._file(pids.CURRENT), "0")),
+            pids_limit=pids.limit_of(read_or(self._file(pids.MAX), "max")),
+            io=io.service_bytes(read_or(self._file(io.STAT), "")),
+        )
 
     def update(self, resources: Resources) -> None:
         write_limits(mapping.files(resources).items(), lambda _controller: self.directory)

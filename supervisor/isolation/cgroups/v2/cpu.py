@@ -37,3 +37,9 @@ def stats(cpu_stat_text: str) -> CpuStats:
         nr_throttled=stat.get("nr_throttled", 0),
         throttled_usec=stat.get("throttled_usec", 0),
     )
+
+
+def times_usec(cpu_stat_text: str) -> tuple[int, int]:
+    """(user, system) microseconds from v2 cpu.stat (pure)."""
+    stat = parse_keyed(cpu_stat_text)
+    return stat.get("user_usec", 0), stat.get("system_usec", 0)
