@@ -25,6 +25,8 @@ def status_text(container: Container, now: float | None = None) -> str:
         if state.health is not None:
             health = " (health: starting)" if state.health.status == "starting" else f" ({state.health.status})"
         return f"Up {human_duration(_since(state.started_at, now))}{health}"
+    if state.status == "paused":
+        return f"Up {human_duration(_since(state.started_at, now))} (Paused)"
     if state.status == "restarting":
         return f"Restarting ({state.exit_code}) {human_duration(_since(state.finished_at, now))} ago"
     if state.status == "exited":
@@ -179,8 +181,8 @@ def inspect_json(container: Container) -> dict[str, Any]:
         "Args": list(args[1:]),
         "State": {
             "Status": state.status,
-            # Docker counts a container waiting to restart as running.
-            "Running": state.status in ("running", "restarting"),
+            # Docker counts a paused container, and one waiting to restart, as running.
+            "Running": state.running,
             "Paused": state.status == "paused",
             "Restarting": state.status == "restarting",
             "OOMKilled": state.oom_killed,

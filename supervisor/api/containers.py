@@ -134,6 +134,14 @@ def register(router: Router, engine: Engine) -> None:
 
         return StreamResponse(body, single=not request.q_bool("stream", True))
 
+    async def pause(request: Request) -> EmptyResponse:
+        await engine.pause(request.params["id"])
+        return EmptyResponse()
+
+    async def unpause(request: Request) -> EmptyResponse:
+        await engine.unpause(request.params["id"])
+        return EmptyResponse()
+
     async def top(request: Request) -> JSONResponse:
         listed = await engine.top(request.params["id"], request.q("ps_args") or "")
         return JSONResponse({"Titles": listed.titles, "Processes": listed.processes})
@@ -154,6 +162,8 @@ def register(router: Router, engine: Engine) -> None:
     router.route("POST", "/containers/{id}/kill", kill)
     router.route("POST", "/containers/{id}/rename", rename)
     router.route("GET", "/containers/{id}/top", top)
+    router.route("POST", "/containers/{id}/pause", pause)
+    router.route("POST", "/containers/{id}/unpause", unpause)
     router.route("GET", "/containers/{id}/stats", stats)
     router.route("POST", "/containers/{id}/restart", restart)
     router.route("POST", "/containers/{id}/wait", wait)

@@ -1,4 +1,4 @@
-"""Container commands: ps, start, stop, kill, rename, top, rm, logs, inspect, wait."""
+"""Container commands: ps, start, stop, kill, pause, unpause, rename, top, rm, logs, inspect, wait."""
 
 from __future__ import annotations
 
@@ -75,6 +75,14 @@ def cmd_kill(ctx: CliContext, args: argparse.Namespace) -> int:
     return for_each(
         ctx, args.containers, lambda client, ref: client.request("POST", f"/containers/{ref}/kill", query=query)
     )
+
+
+def cmd_pause(ctx: CliContext, args: argparse.Namespace) -> int:
+    return for_each(ctx, args.containers, lambda client, ref: client.request("POST", f"/containers/{ref}/pause"))
+
+
+def cmd_unpause(ctx: CliContext, args: argparse.Namespace) -> int:
+    return for_each(ctx, args.containers, lambda client, ref: client.request("POST", f"/containers/{ref}/unpause"))
 
 
 def cmd_rename(ctx: CliContext, args: argparse.Namespace) -> int:
@@ -179,6 +187,14 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     kill.add_argument("-s", "--signal", help="signal to send to the container (default KILL)")
     kill.add_argument("containers", nargs="+")
     kill.set_defaults(func=cmd_kill)
+
+    pause = commands.add_parser("pause", help="pause all processes within one or more containers")
+    pause.add_argument("containers", nargs="+")
+    pause.set_defaults(func=cmd_pause)
+
+    unpause = commands.add_parser("unpause", help="unpause all processes within one or more containers")
+    unpause.add_argument("containers", nargs="+")
+    unpause.set_defaults(func=cmd_unpause)
 
     rename = commands.add_parser("rename", help="rename a container")
     rename.add_argument("container")

@@ -32,7 +32,22 @@ COMMAND_MODULES = (
 MODULE_OF_COMMAND = {
     **dict.fromkeys(("run", "create"), "run"),
     **dict.fromkeys(
-        ("ps", "start", "stop", "restart", "kill", "rename", "top", "rm", "logs", "inspect", "wait"), "containers"
+        (
+            "ps",
+            "start",
+            "stop",
+            "restart",
+            "kill",
+            "pause",
+            "unpause",
+            "rename",
+            "top",
+            "rm",
+            "logs",
+            "inspect",
+            "wait",
+        ),
+        "containers",
     ),
     **dict.fromkeys(("cp", "export"), "cp"),
     "exec": "exec",

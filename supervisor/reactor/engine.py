@@ -32,6 +32,7 @@ from supervisor.reactor.images import ImageGuard, collect_garbage
 from supervisor.reactor.inotify import InotifyHub
 from supervisor.reactor.model import ContainerSpec
 from supervisor.reactor.orphans import Reaper
+from supervisor.reactor.pause import pause_container, unpause_container
 from supervisor.reactor.reconcile import Reconciler
 from supervisor.reactor.registry import Registry
 from supervisor.reactor.remove import remove_container
@@ -154,6 +155,12 @@ class Engine:
 
     def stats(self, ref: str, *, stream: bool, one_shot: bool) -> AsyncIterator[dict[str, Any]]:
         return container_stats(self.get(ref), stream=stream, one_shot=one_shot)
+
+    async def pause(self, ref: str) -> None:
+        await pause_container(self, self.get(ref))
+
+    async def unpause(self, ref: str) -> None:
+        await unpause_container(self, self.get(ref))
 
     async def top(self, ref: str, ps_args: str = "") -> ProcessList:
         return await container_top(self, self.get(ref), ps_args)

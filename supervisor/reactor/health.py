@@ -117,6 +117,8 @@ async def monitor_health(engine: Engine, container: Container, check: HealthChec
     container.transition(container.state.evolve(health=HealthState()))
     while True:
         await trio.sleep(check.interval)
+        if container.state.status == "paused":
+            continue  # a probe cannot run in a frozen container; a pause is no failure
         start = now_rfc3339()
         exit_code, output = await run_probe(engine, container, check)
         result = ProbeResult(start=start, end=now_rfc3339(), exit_code=exit_code, output=output[-_OUTPUT_LIMIT:])

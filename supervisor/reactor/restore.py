@@ -74,8 +74,9 @@ async def restore_containers(engine: Engine) -> None:
             continue
         try:
             container.cgroup = engine.cgroups.open(engine.config.cgroup_parent, container.id)
-            # corral has no `pause`: a frozen cgroup found here was left by a commit the crash cut short.
-            container.cgroup.thaw()
+            # Frozen but not paused: a commit the crash cut short froze it.
+            if container.state.status != "paused":
+                container.cgroup.thaw()
         except FileNotFoundError:
             container.cgroup = None
         adopted = await engine.launcher.adopt(container.id) if container.id in known else None

@@ -12,6 +12,7 @@ import trio
 from supervisor.errors import Conflict, NotModified
 from supervisor.reactor.container import Container
 from supervisor.reactor.events import Event, container_attributes
+from supervisor.reactor.pause import thaw
 from supervisor.reactor.signals import parse_signal
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ def kill_everything(container: Container) -> None:
     _send(container, signal.SIGKILL)
     if container.cgroup is not None:
         container.cgroup.kill()
+    thaw(container)
 
 
 def _mark_manually_stopped(container: Container) -> None:
@@ -73,6 +75,7 @@ async def stop_container(
     grace = timeout if timeout is not None else (container.spec.stop_timeout or DEFAULT_STOP_TIMEOUT)
     exits = container.exit_count
     _send(container, signum)
+    thaw(container)  # a paused container gets its signal once thawed, as moby's does
     engine.events.publish(
         Event("container", "kill", container.id, container_attributes(container, signal=str(int(signum))))
     )
@@ -109,6 +112,7 @@ async def kill_container(engine: Engine, container: Container, signal_name: str 
         kill_everything(container)
     else:
         _send(container, signum)
+        thaw(container)
     engine.events.publish(
         Event("container", "kill", container.id, container_attributes(container, signal=str(int(signum))))
     )
