@@ -23,7 +23,8 @@ from supervisor.api.router import Router
 from supervisor.api.streams import RAW, frame
 from supervisor.errors import CorralError, InvalidArgument
 from supervisor.reactor.engine import Engine
-from supervisor.reactor.execs import ExecCommand, ExecConfig, ExecInstance, ExecProcess, pump_output
+from supervisor.reactor.exec_instances import ExecConfig, ExecInstance
+from supervisor.reactor.execs import ExecCommand, ExecProcess, pump_output
 
 _STREAM_IDS = {"stdout": 1, "stderr": 2}
 _KINDS = {str: "a string", bool: "a boolean", list: "a list", dict: "an object"}

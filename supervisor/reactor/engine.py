@@ -27,7 +27,8 @@ from supervisor.isolation.launcher.client import LauncherClient
 from supervisor.reactor.container import Container
 from supervisor.reactor.create import create_container
 from supervisor.reactor.events import Event, EventBus, container_attributes
-from supervisor.reactor.execs import ExecConfig, ExecInstance, ExecProcess, ExecStore, create_exec, start_exec
+from supervisor.reactor.exec_instances import ExecConfig, ExecInstance, ExecStore, create_exec, start_exec
+from supervisor.reactor.execs import ExecProcess
 from supervisor.reactor.images import ImageGuard, collect_garbage
 from supervisor.reactor.inotify import InotifyHub
 from supervisor.reactor.model import ContainerSpec
