@@ -33,19 +33,17 @@ def human_duration(seconds: float) -> str:
 
 def human_size(size: float) -> str:
     """units.HumanSize: decimal units, at most four significant digits."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB"]
-    index = 0
-    while size >= 1000 and index < len(units) - 1:
-        size /= 1000
-        index += 1
-    return f"{size:.4g}{units[index]}"
+    return _scaled(size, 1000, ("B", "kB", "MB", "GB", "TB", "PB"))
 
 
 def binary_size(size: float) -> str:
     """units.BytesSize: binary units, at most four significant digits (docker stats's memory)."""
-    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
+    return _scaled(size, 1024, ("B", "KiB", "MiB", "GiB", "TiB", "PiB"))
+
+
+def _scaled(size: float, base: int, units: tuple[str, ...]) -> str:
     index = 0
-    while size >= 1024 and index < len(units) - 1:
-        size /= 1024
+    while size >= base and index < len(units) - 1:
+        size /= base
         index += 1
     return f"{size:.4g}{units[index]}"
