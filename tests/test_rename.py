@@ -6,7 +6,11 @@ import json
 import time
 
 import pytest
-from harness import DOCKER, Daemon
+import trio
+from harness import DOCKER, Daemon, engine_in_process, state_dir
+
+from supervisor.errors import Conflict
+from supervisor.reactor.model import ContainerSpec
 
 needs_docker = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed")
 
@@ -67,3 +71,37 @@ def test_a_rename_survives_a_daemon_crash(fresh_daemon: Daemon) -> None:
     assert d.api("GET", "/containers/first/json").status == 404
     assert d.corral("create", "--name", "first", "busybox", "true").returncode == 0
     assert d.corral("rm", "first", "second").returncode == 0
+
+
+async def test_a_rename_racing_a_removal_leaves_no_name_held(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The removal does not take the container's lock and may run while the rename writes the
+    # config (made slow here so it always does): the rename is refused, and no name stays held.
+    with state_dir() as base:
+        async with engine_in_process(base) as engine:
+            rewrite = engine.store.rewrite_config
+
+            def slow_rewrite(*args: object) -> None:
+                time.sleep(0.3)
+                rewrite(*args)  # type: ignore[arg-type]
+
+            monkeypatch.setattr(engine.store, "rewrite_config", slow_rewrite)
+            container = await engine.create(ContainerSpec(image="busybox", image_id="", cmd=("true",)), "racer")
+            if container.config_synced is not None:
+                await container.config_synced.wait()
+            refused: list[str] = []
+
+            async def rename() -> None:
+                with pytest.raises(Conflict, match="being removed") as caught:
+                    await engine.rename(container.id, "renamed")
+                refused.append(str(caught.value))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(rename)
+                await trio.testing.wait_all_tasks_blocked()  # the rename is in its (slow) write
+                assert container.lock.locked()
+                await engine.remove(container.id, force=True)
+            assert refused
+            assert container.removed
+            assert "renamed" not in engine.registry.names() and "racer" not in engine.registry.names()
+            again = await engine.create(ContainerSpec(image="busybox", image_id="", cmd=("true",)), "renamed")
+            await engine.remove(again.id, force=True)

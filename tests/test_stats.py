@@ -67,7 +67,15 @@ def test_a_limited_busy_container(clean: Daemon) -> None:
                 break
     first, second = lines
     assert second["preread"] == first["read"] and second["precpu_stats"] == first["cpu_stats"]
-    assert clean.corral("rm", "-f", "busy").returncode == 0
+
+    # A stream ends when its container is removed.
+    with clean.client() as client, client.stream("GET", "/containers/busy/stats", timeout=10) as response:
+        chunks = response.iter_chunks()
+        next(chunks)
+        assert clean.corral("rm", "-f", "busy").returncode == 0
+        for _ in chunks:
+            pass
+        assert response.complete
 
 
 @needs_docker
@@ -107,7 +115,7 @@ def test_cgroup_file_parsing() -> None:
         IoBytes(8, 0, "read", 4096),
         IoBytes(8, 0, "write", 512),
     )
-    assert v2_io.service_bytes("259:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n") == (
+    assert v2_io.service_bytes("259:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n\n") == (
         IoBytes(259, 0, "read", 10),
         IoBytes(259, 0, "write", 20),
     )

@@ -66,6 +66,8 @@ class Container:
         self._changed = Broadcast()
         self._on_change = on_change
         self.exit_count = 0
+        # Pauses so far: a health probe that a pause overlapped does not count (reactor/health.py).
+        self.pauses = 0
         self.removed = False
         self.removing = False
         self.process: Process | None = None

@@ -119,8 +119,11 @@ async def monitor_health(engine: Engine, container: Container, check: HealthChec
         await trio.sleep(check.interval)
         if container.state.status == "paused":
             continue  # a probe cannot run in a frozen container; a pause is no failure
+        pauses = container.pauses
         start = now_rfc3339()
         exit_code, output = await run_probe(engine, container, check)
+        if container.pauses != pauses:
+            continue  # the pause froze the probe too: its timeout says nothing of the container
         result = ProbeResult(start=start, end=now_rfc3339(), exit_code=exit_code, output=output[-_OUTPUT_LIMIT:])
         in_start_period = trio.current_time() - began < check.start_period
         before = container.state.health or HealthState()

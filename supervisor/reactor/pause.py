@@ -35,6 +35,8 @@ async def pause_container(engine: Engine, container: Container) -> None:
         cgroup = container.cgroup
         if container.state.status != "running" or cgroup is None or container.process is None:
             raise Conflict(f"Container {container.id} is not running")
+        # Counted before the freeze: a probe running now is frozen with the container.
+        container.pauses += 1
         # freeze() waits for the kernel to report the cgroup frozen: off the event loop.
         if not await trio.to_thread.run_sync(cgroup.freeze):
             await trio.to_thread.run_sync(cgroup.thaw)
@@ -53,10 +55,12 @@ async def unpause_container(engine: Engine, container: Container) -> None:
     engine.events.publish(Event("container", "unpause", container.id, container_attributes(container)))
 
 
-def thaw(container: Container) -> None:
-    """Thaw a paused container's cgroup and mark it running again (no-op for any other status)."""
+def thaw(container: Container) -> bool:
+    """Thaw a paused container's cgroup and mark it running again; False (nothing done) for any
+    other status."""
     if container.state.status != "paused":
-        return
+        return False
     if container.cgroup is not None:
         container.cgroup.thaw()
     container.transition(container.state.evolve(status="running"))
+    return True

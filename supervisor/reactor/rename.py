@@ -21,7 +21,8 @@ log = structlog.get_logger(__name__)
 
 async def rename_container(engine: Engine, container: Container, new_name: str) -> None:
     """moby's rules: a valid name, not the current one, not in use (409). The config file holds the
-    name, so it is written (and synced) before the name index changes: a crash keeps one name."""
+    name, so it is written (synced, before and after its rename) before the name index changes: a
+    crash or a power cut keeps one name or the other."""
     if not new_name:
         raise InvalidArgument("Neither old nor new names may be empty")
     name = validate_name(new_name)
@@ -40,6 +41,14 @@ async def rename_container(engine: Engine, container: Container, new_name: str) 
             if container.config_synced is not None:
                 await container.config_synced.wait()
             await trio.to_thread.run_sync(_write_config, engine, container, name)
+            # A removal does not take the lock: it may have begun (or ended) meanwhile.
+            if container.removing or container.removed:
+                raise Conflict(f"Cannot rename container {old}: it is being removed")
+        except FileNotFoundError:
+            engine.registry.release_name(name)
+            if container.removing or container.removed:
+                raise Conflict(f"Cannot rename container {old}: it is being removed") from None
+            raise
         except BaseException:
             engine.registry.release_name(name)
             raise
@@ -52,5 +61,4 @@ async def rename_container(engine: Engine, container: Container, new_name: str) 
 
 
 def _write_config(engine: Engine, container: Container, name: str) -> None:
-    engine.store.save_config(container.id, name, container.created, container.spec)
-    engine.store.sync_config(container.id)
+    engine.store.rewrite_config(container.id, name, container.created, container.spec)

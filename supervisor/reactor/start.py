@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from supervisor.errors import NotFound, NotModified
+from supervisor.errors import Conflict, NotFound, NotModified
 from supervisor.reactor.container import Container
 from supervisor.reactor.launch import launch
 from supervisor.reactor.remove import remove_container
@@ -23,6 +23,8 @@ async def start_container(engine: Engine, container: Container) -> None:
             raise NotFound(f"No such container: {container.id}")
         if container.state.status == "restarting":
             raise NotModified("container is restarting")
+        if container.state.status == "paused":
+            raise Conflict("cannot start a paused container, try unpause instead")
         if container.state.running:
             raise NotModified("container already started")
         container.backoff = None

@@ -103,6 +103,18 @@ class StateStore:
         data = {"id": container_id, "name": name, "created": created, "spec": spec.to_json()}
         write_json_atomic(self.files(container_id).config, data, durable=False)
 
+    def rewrite_config(self, container_id: str, name: str, created: str, spec: ContainerSpec) -> None:
+        """Replace an existing container's config (a rename): synced before it replaces the old
+        one, and the directory after, so a power cut leaves one whole file or the other."""
+        data = {"id": container_id, "name": name, "created": created, "spec": spec.to_json()}
+        files = self.files(container_id)
+        write_json_atomic(files.config, data, durable=True)
+        fd = os.open(files.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def sync_config(self, container_id: str) -> None:
         fd = os.open(self.files(container_id).config, os.O_RDONLY | os.O_CLOEXEC)
         try:

@@ -5,7 +5,8 @@ CPU time; `precpu_stats` is the sample before, so a client computes
 CPU % from the two as the docker CLI does. A stream yields a sample every
 second (moby's collector interval); `stream=false` waits one interval so
 its single sample has a `precpu_stats`, unless `one-shot` asks for it at
-once. A container that is not running reads as moby's empty sample.
+once. A container that is not running reads as moby's empty sample; a
+stream ends when its container is removed.
 """
 
 from __future__ import annotations
@@ -37,12 +38,12 @@ _BLKIO_LISTS = (
 async def container_stats(container: Container, *, stream: bool, one_shot: bool) -> AsyncIterator[dict[str, Any]]:
     previous = _sample(container, None)
     if not stream:
-        if not one_shot and container.state.running:
+        if not one_shot and container.state.status in ("running", "paused"):
             await trio.sleep(INTERVAL)
             previous = _sample(container, previous)
         yield previous
         return
-    while True:
+    while not container.removed:
         yield previous
         await trio.sleep(INTERVAL)
         previous = _sample(container, previous)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import structlog
 import trio
 
-from supervisor.errors import Conflict, NotModified
+from supervisor.errors import Conflict, NotFound, NotModified
 from supervisor.reactor.container import Container
 from supervisor.reactor.events import Event, container_attributes
 from supervisor.reactor.pause import thaw
@@ -35,11 +35,20 @@ def _send(container: Container, signum: signal.Signals) -> None:
         pass  # exited already; the supervision task is about to record it
 
 
-def kill_everything(container: Container) -> None:
+def kill_everything(container: Container) -> bool:
+    """SIGKILL the container's processes; True if that unpaused it."""
     _send(container, signal.SIGKILL)
-    if container.cgroup is not None:
-        container.cgroup.kill()
-    thaw(container)
+    cgroup = container.cgroup
+    if cgroup is not None:
+        cgroup.kill()
+        # Frozen by a pause or a commit, or freezing right now: the SIGKILL lands once thawed.
+        cgroup.thaw()
+    return thaw(container)
+
+
+def _publish_unpause(engine: Engine, container: Container, unpaused: bool) -> None:
+    if unpaused:
+        engine.events.publish(Event("container", "unpause", container.id, container_attributes(container)))
 
 
 def _mark_manually_stopped(container: Container) -> None:
@@ -75,10 +84,11 @@ async def stop_container(
     grace = timeout if timeout is not None else (container.spec.stop_timeout or DEFAULT_STOP_TIMEOUT)
     exits = container.exit_count
     _send(container, signum)
-    thaw(container)  # a paused container gets its signal once thawed, as moby's does
+    unpaused = thaw(container)  # a paused container gets its signal once thawed, as moby's does
     engine.events.publish(
         Event("container", "kill", container.id, container_attributes(container, signal=str(int(signum))))
     )
+    _publish_unpause(engine, container, unpaused)
     with trio.move_on_after(math.inf if grace < 0 else grace):
         await wait_for_exit(container, exits)
     if container.exit_count == exits and not container.removed:
@@ -89,33 +99,41 @@ async def stop_container(
     engine.events.publish(Event("container", "stop", container.id, container_attributes(container)))
 
 
-async def kill_container(engine: Engine, container: Container, signal_name: str | None = None) -> None:
-    """Send a signal; a SIGKILL (the default) returns once the exit is recorded, as moby's does, so
-    a `docker start` or `inspect` right after a `docker kill` sees the container stopped."""
-    signum = parse_signal(signal_name or "SIGKILL")
+def _refuse_restarting(container: Container) -> None:
     if container.state.status == "restarting":
         raise Conflict(
             f"Cannot kill container: {container.id}: Container {container.id} is restarting, "
             "wait until the container is running"
         )
+
+
+async def kill_container(engine: Engine, container: Container, signal_name: str | None = None) -> None:
+    """Send a signal; a SIGKILL (the default) returns once the exit is recorded, as moby's does, so
+    a `docker start` or `inspect` right after a `docker kill` sees the container stopped."""
+    signum = parse_signal(signal_name or "SIGKILL")
+    _refuse_restarting(container)
     if not container.state.running and container.lock.locked():
         # A start under way (or an exit's clean-up): moby's kill waits on the lock a start holds.
         with trio.move_on_after(KILL_WAIT):
             async with container.lock:
                 pass
+    if container.removed:
+        raise NotFound(f"No such container: {container.id}")
+    _refuse_restarting(container)
     if not container.state.running or container.process is None:
         raise Conflict(f"Cannot kill container: {container.id}: Container {container.id} is not running")
     # As moby's killWithSignal: any signal sent by hand stops the restart policy from acting.
     _mark_manually_stopped(container)
     exits = container.exit_count
     if signum == signal.SIGKILL:
-        kill_everything(container)
+        unpaused = kill_everything(container)
     else:
         _send(container, signum)
-        thaw(container)
+        unpaused = thaw(container)
     engine.events.publish(
         Event("container", "kill", container.id, container_attributes(container, signal=str(int(signum))))
     )
+    _publish_unpause(engine, container, unpaused)
     if signum == signal.SIGKILL:
         with trio.move_on_after(KILL_WAIT):
             await wait_for_exit(container, exits)

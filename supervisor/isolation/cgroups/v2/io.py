@@ -11,9 +11,10 @@ def service_bytes(text: str) -> tuple[IoBytes, ...]:
     """rbytes and wbytes of each io.stat line ("8:0 rbytes=4096 wbytes=0 rios=1 ...") (pure)."""
     found: list[IoBytes] = []
     for line in text.splitlines():
-        device, *pairs = line.split()
-        if ":" not in device:
+        fields = line.split()
+        if not fields or ":" not in fields[0]:
             continue
+        device, *pairs = fields
         major, _, minor = device.partition(":")
         counters = dict(pair.partition("=")[::2] for pair in pairs)
         for key, op in (("rbytes", "read"), ("wbytes", "write")):
