@@ -3,6 +3,19 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What does not change while the daemon runs: read once per use, not per sample."""
+
+    memory: int
+    cpus: int
+
+    @classmethod
+    def read(cls) -> HostFacts:
+        return cls(memory=mem_total(), cpus=online_cpus())
 
 
 def mem_total() -> int:
@@ -22,8 +35,8 @@ def online_cpus() -> int:
 
 
 def system_cpu_ns(proc_stat_text: str, ticks_per_second: int) -> int:
-    """All CPUs' time so far (every field of /proc/stat's `cpu` line), in nanoseconds (pure):
-    the denominator of `docker stats`'s CPU %, as moby computes it."""
+    """All CPUs' time so far (the first seven fields of /proc/stat's `cpu` line, user to softirq),
+    in nanoseconds (pure): the denominator of `docker stats`'s CPU %, as moby computes it."""
     for line in proc_stat_text.splitlines():
         fields = line.split()
         if fields and fields[0] == "cpu":

@@ -9,15 +9,14 @@ from typing import Any
 import pytest
 from harness import DOCKER, Daemon
 
-from supervisor.hostinfo import system_cpu_ns
+from supervisor.hostinfo import HostFacts, system_cpu_ns
+from supervisor.isolation.cgroups.fs import parse_max
 from supervisor.isolation.cgroups.interface import CpuStats, IoBytes, Usage
 from supervisor.isolation.cgroups.v1 import blkio
 from supervisor.isolation.cgroups.v1 import cpu as v1_cpu
 from supervisor.isolation.cgroups.v1 import memory as v1_memory
-from supervisor.isolation.cgroups.v1 import pids as v1_pids
 from supervisor.isolation.cgroups.v2 import cpu as v2_cpu
 from supervisor.isolation.cgroups.v2 import io as v2_io
-from supervisor.isolation.cgroups.v2 import memory as v2_memory
 
 needs_docker = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed")
 MIB = 1 << 20
@@ -109,8 +108,8 @@ def test_cgroup_file_parsing() -> None:
     assert v1_cpu.times_usec("user 250\nsystem 50\n", 100) == (2_500_000, 500_000)
     assert v2_cpu.times_usec("usage_usec 10\nuser_usec 7\nsystem_usec 3\n") == (7, 3)
     assert v1_memory.limit_of("9223372036854771712\n") is None and v1_memory.limit_of("67108864") == 64 * MIB
-    assert v2_memory.limit_of("max\n") is None and v2_memory.limit_of("1048576\n") == MIB
-    assert v1_pids.limit_of("max\n") is None and v1_pids.limit_of("30\n") == 30
+    assert parse_max("max\n") is None and parse_max("1048576\n") == MIB  # v2 memory.max
+    assert parse_max("max\n") is None and parse_max("30\n") == 30  # pids.max
     assert blkio.service_bytes("8:0 Read 4096\n8:0 Write 512\n8:0 Sync 1\n8:0 Total 4608\nTotal 4608\n") == (
         IoBytes(8, 0, "read", 4096),
         IoBytes(8, 0, "write", 512),
@@ -143,7 +142,8 @@ def test_stats_json_shape() -> None:
         pids_limit=None,
         io=(IoBytes(8, 0, "read", 7),),
     )
-    body = stats_json(Named(), usage, 1000, None, read="2026-01-01T00:00:00Z")  # type: ignore[arg-type]
+    host = HostFacts.read()
+    body = stats_json(Named(), usage, 1000, None, read="2026-01-01T00:00:00Z", host=host)  # type: ignore[arg-type]
     assert body["cpu_stats"]["cpu_usage"] == {
         "total_usage": 5000,
         "usage_in_kernelmode": 1000,
@@ -153,7 +153,7 @@ def test_stats_json_shape() -> None:
     assert body["memory_stats"]["limit"] > 0 and body["memory_stats"]["max_usage"] == 200  # the host's memory
     assert body["pids_stats"] == {"current": 2}
     assert body["blkio_stats"]["io_service_bytes_recursive"] == [{"major": 8, "minor": 0, "op": "read", "value": 7}]
-    later = stats_json(Named(), usage, 2000, body, read="2026-01-01T00:00:01Z")  # type: ignore[arg-type]
+    later = stats_json(Named(), usage, 2000, body, read="2026-01-01T00:00:01Z", host=host)  # type: ignore[arg-type]
     assert later["preread"] == body["read"] and later["precpu_stats"] == body["cpu_stats"]
 
 

@@ -124,15 +124,14 @@ def register(router: Router, engine: Engine) -> None:
         return attach_response(engine.get(request.params["id"]), request, engine.inotify)
 
     async def stats(request: Request) -> StreamResponse:
-        samples = engine.stats(
-            request.params["id"], stream=request.q_bool("stream", True), one_shot=request.q_bool("one-shot")
-        )
+        stream = request.q_bool("stream", True)
+        samples = engine.stats(request.params["id"], stream=stream, one_shot=request.q_bool("one-shot"))
 
         async def body() -> AsyncIterator[bytes]:
             async for sample in samples:
                 yield json.dumps(sample).encode() + b"\n"
 
-        return StreamResponse(body, single=not request.q_bool("stream", True))
+        return StreamResponse(body, single=not stream)
 
     async def pause(request: Request) -> EmptyResponse:
         await engine.pause(request.params["id"])

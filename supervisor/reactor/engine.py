@@ -164,7 +164,7 @@ class Engine:
         await unpause_container(self, self.get(ref))
 
     async def top(self, ref: str, ps_args: str = "") -> ProcessList:
-        return await container_top(self, self.get(ref), ps_args)
+        return await container_top(self.get(ref), ps_args)
 
     async def kill(self, ref: str, signal_name: str | None = None) -> None:
         await kill_container(self, self.get(ref), signal_name)

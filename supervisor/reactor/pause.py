@@ -58,9 +58,15 @@ async def unpause_container(engine: Engine, container: Container) -> None:
 def thaw(container: Container) -> bool:
     """Thaw a paused container's cgroup and mark it running again; False (nothing done) for any
     other status."""
+    if container.state.status == "paused" and container.cgroup is not None:
+        container.cgroup.thaw()
+    return mark_unpaused(container)
+
+
+def mark_unpaused(container: Container) -> bool:
+    """A paused container's status back to running, its cgroup thawed by the caller; False if it
+    was not paused."""
     if container.state.status != "paused":
         return False
-    if container.cgroup is not None:
-        container.cgroup.thaw()
     container.transition(container.state.evolve(status="running"))
     return True

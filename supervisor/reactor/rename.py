@@ -34,21 +34,18 @@ async def rename_container(engine: Engine, container: Container, new_name: str) 
         if is_managed(container.spec):
             # The reconciler knows it by name: renamed, it would be replaced and then removed.
             raise Conflict(f"container {old} is declared in {container.spec.labels[SOURCE_LABEL]}: rename it there")
-        if container.removing or container.removed:
-            raise Conflict(f"Cannot rename container {old}: it is being removed")
+        _refuse_removed(container, old)
         engine.registry.reserve_name(name, container.id)
         try:
             if container.config_synced is not None:
                 await container.config_synced.wait()
-            await trio.to_thread.run_sync(_write_config, engine, container, name)
+            try:
+                await trio.to_thread.run_sync(_write_config, engine, container, name)
+            except FileNotFoundError:
+                _refuse_removed(container, old)  # its directory went with it
+                raise
             # A removal does not take the lock: it may have begun (or ended) meanwhile.
-            if container.removing or container.removed:
-                raise Conflict(f"Cannot rename container {old}: it is being removed")
-        except FileNotFoundError:
-            engine.registry.release_name(name)
-            if container.removing or container.removed:
-                raise Conflict(f"Cannot rename container {old}: it is being removed") from None
-            raise
+            _refuse_removed(container, old)
         except BaseException:
             engine.registry.release_name(name)
             raise
@@ -58,6 +55,11 @@ async def rename_container(engine: Engine, container: Container, new_name: str) 
     attributes = container_attributes(container, oldName=f"/{old}")
     engine.events.publish(Event("container", "rename", container.id, attributes))
     engine.registry.changed.notify()
+
+
+def _refuse_removed(container: Container, old: str) -> None:
+    if container.removing or container.removed:
+        raise Conflict(f"Cannot rename container {old}: it is being removed")
 
 
 def _write_config(engine: Engine, container: Container, name: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 
-from supervisor.hostinfo import mem_total, online_cpus, read_system_cpu_ns
+from supervisor.hostinfo import HostFacts, read_system_cpu_ns
 from supervisor.isolation.cgroups.interface import Usage
 from supervisor.reactor.container import Container
 from supervisor.timestamps import now_rfc3339
@@ -36,20 +36,21 @@ _BLKIO_LISTS = (
 
 
 async def container_stats(container: Container, *, stream: bool, one_shot: bool) -> AsyncIterator[dict[str, Any]]:
-    previous = _sample(container, None)
+    host = HostFacts.read()
+    previous = _sample(container, host, None)
     if not stream:
         if not one_shot and container.state.status in ("running", "paused"):
             await trio.sleep(INTERVAL)
-            previous = _sample(container, previous)
+            previous = _sample(container, host, previous)
         yield previous
         return
     while not container.removed:
         yield previous
         await trio.sleep(INTERVAL)
-        previous = _sample(container, previous)
+        previous = _sample(container, host, previous)
 
 
-def _sample(container: Container, previous: dict[str, Any] | None) -> dict[str, Any]:
+def _sample(container: Container, host: HostFacts, previous: dict[str, Any] | None) -> dict[str, Any]:
     cgroup = container.cgroup
     usage: Usage | None = None
     if container.state.running and cgroup is not None:
@@ -59,7 +60,7 @@ def _sample(container: Container, previous: dict[str, Any] | None) -> dict[str, 
             usage = None  # the container exited under us: its cgroup is going
     if usage is None:
         return empty_stats(container)
-    return stats_json(container, usage, read_system_cpu_ns(), previous, read=now_rfc3339())
+    return stats_json(container, usage, read_system_cpu_ns(), previous, read=now_rfc3339(), host=host)
 
 
 def empty_stats(container: Container) -> dict[str, Any]:
@@ -80,7 +81,13 @@ def empty_stats(container: Container) -> dict[str, Any]:
 
 
 def stats_json(
-    container: Container, usage: Usage, system_cpu_ns: int, previous: dict[str, Any] | None, *, read: str
+    container: Container,
+    usage: Usage,
+    system_cpu_ns: int,
+    previous: dict[str, Any] | None,
+    *,
+    read: str,
+    host: HostFacts,
 ) -> dict[str, Any]:
     """One sample (pure): Docker's field names and units (nanoseconds for CPU, bytes for memory)."""
     body = empty_stats(container)
@@ -95,7 +102,7 @@ def stats_json(
             "usage_in_usermode": usage.user_usec * 1000,
         },
         "system_cpu_usage": system_cpu_ns,
-        "online_cpus": online_cpus(),
+        "online_cpus": host.cpus,
         "throttling_data": {
             "periods": usage.cpu.nr_periods,
             "throttled_periods": usage.cpu.nr_throttled,
@@ -108,9 +115,8 @@ def stats_json(
     if usage.memory_failcnt is not None:
         memory["failcnt"] = usage.memory_failcnt
     # As moby: no limit (or one above the host's memory) reads as the host's memory.
-    host_memory = mem_total()
     limit = usage.memory_limit
-    memory["limit"] = host_memory if limit is None or (host_memory and limit > host_memory) else limit
+    memory["limit"] = host.memory if limit is None or (host.memory and limit > host.memory) else limit
     body["memory_stats"] = memory
     body["pids_stats"] = {"current": usage.pids} | ({"limit": usage.pids_limit} if usage.pids_limit else {})
     if usage.io:

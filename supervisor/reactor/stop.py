@@ -12,7 +12,7 @@ import trio
 from supervisor.errors import Conflict, NotFound, NotModified
 from supervisor.reactor.container import Container
 from supervisor.reactor.events import Event, container_attributes
-from supervisor.reactor.pause import thaw
+from supervisor.reactor.pause import mark_unpaused, thaw
 from supervisor.reactor.signals import parse_signal
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def kill_everything(container: Container) -> bool:
         cgroup.kill()
         # Frozen by a pause or a commit, or freezing right now: the SIGKILL lands once thawed.
         cgroup.thaw()
-    return thaw(container)
+    return mark_unpaused(container)
 
 
 def _publish_unpause(engine: Engine, container: Container, unpaused: bool) -> None:

@@ -9,15 +9,11 @@ is kept when its PID column names one of them (and a thread row, PID
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import trio
 
 from supervisor.errors import Conflict, CorralError, InvalidArgument
 from supervisor.reactor.container import Container
-
-if TYPE_CHECKING:
-    from supervisor.reactor.engine import Engine
 
 DEFAULT_PS_ARGS = "-ef"
 _PS_TIMEOUT = 10
@@ -33,7 +29,7 @@ class ProcessList:
     processes: list[list[str]]
 
 
-async def container_top(engine: Engine, container: Container, ps_args: str = "") -> ProcessList:
+async def container_top(container: Container, ps_args: str = "") -> ProcessList:
     if not container.state.running or container.cgroup is None:
         raise Conflict(f"Container {container.id} is not running")
     args = (ps_args or DEFAULT_PS_ARGS).split()

@@ -28,6 +28,12 @@ def read_or(path: str, default: str) -> str:
         return default
 
 
+def parse_max(text: str) -> int | None:
+    """A v2-style limit file ("max" or a number; pids.max in v1 too) as a limit, None for "max" (pure)."""
+    value = text.strip()
+    return None if value in ("max", "") else int(value)
+
+
 def read_int(path: str) -> int:
     """An integer file; "max" reads as -1."""
     text = read_text(path).strip()

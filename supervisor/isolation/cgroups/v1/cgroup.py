@@ -9,6 +9,7 @@ import structlog
 
 from supervisor.isolation.cgroups.fs import (
     parse_keyed,
+    parse_max,
     read_int,
     read_or,
     read_pids,
@@ -180,7 +181,7 @@ class V1Cgroup:
             memory_failcnt=int(self._read_or("memory", memory.FAILCNT, "0")),
             memory_stat=parse_keyed(self._read_or("memory", memory.STAT, "")),
             pids=int(self._read_or("pids", pids.CURRENT, "0")),
-            pids_limit=pids.limit_of(self._read_or("pids", pids.MAX, "max")),
+            pids_limit=parse_max(self._read_or("pids", pids.MAX, "max")),
             io=blkio.service_bytes(self._read_or("blkio", blkio.SERVICE_BYTES, "")),
         )
 

@@ -13,9 +13,3 @@ def files(resources: Resources) -> dict[str, str]:
     if resources.pids_limit is None:
         return {}
     return {MAX: str(resources.pids_limit) if resources.pids_limit > 0 else "max"}
-
-
-def limit_of(max_text: str) -> int | None:
-    """pids.max as a limit, None for "max" (pure)."""
-    text = max_text.strip()
-    return None if text in ("max", "") else int(text)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from supervisor.isolation.cgroups.fs import parse_keyed, read_int, read_or, read_pids, read_text, remove_dirs
+from supervisor.isolation.cgroups.fs import parse_keyed, parse_max, read_int, read_or, read_pids, read_text, remove_dirs
 from supervisor.isolation.cgroups.interface import CpuStats, OomSignal, Usage
 from supervisor.isolation.cgroups.limits import write_limits
 from supervisor.isolation.cgroups.paths import display
@@ -84,12 +84,12 @@ class V2Cgroup:
             user_usec=user,
             system_usec=system,
             memory=int(read_or(self._file(memory.CURRENT), "0")),
-            memory_limit=memory.limit_of(read_or(self._file(memory.MAX), "max")),
+            memory_limit=parse_max(read_or(self._file(memory.MAX), "max")),
             memory_max=None,
             memory_failcnt=None,
             memory_stat=parse_keyed(read_or(self._file(memory.STAT), "")),
             pids=int(read_or(self._file(pids.CURRENT), "0")),
-            pids_limit=pids.limit_of(read_or(self._file(pids.MAX), "max")),
+            pids_limit=parse_max(read_or(self._file(pids.MAX), "max")),
             io=io.service_bytes(read_or(self._file(io.STAT), "")),
         )
 

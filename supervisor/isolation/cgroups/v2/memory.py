@@ -33,9 +33,3 @@ def files(resources: Resources) -> dict[str, str]:
 def oom_kills(memory_events_text: str) -> int:
     """The `oom_kill` count in memory.events (pure)."""
     return parse_keyed(memory_events_text).get("oom_kill", 0)
-
-
-def limit_of(max_text: str) -> int | None:
-    """memory.max as a limit, None for "max" (pure)."""
-    text = max_text.strip()
-    return None if text in ("max", "") else int(text)
